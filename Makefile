@@ -1,0 +1,79 @@
+# ModelTrain — one entry point for setting up, running, testing and linting.
+#   make run    set everything up, then serve app + API on http://$(HOST):$(PORT)
+#   make test   set everything up, then run every test suite
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+PYTEST_ARGS ?=
+
+VENV_STAMP := $(VENV)/.deps-stamp
+FRONTEND_STAMP := frontend/node_modules/.deps-stamp
+HAS_FRONTEND := $(wildcard frontend/package.json)
+
+.PHONY: help setup backend-setup frontend-setup frontend-build run test test-backend lint format bench clean
+
+help:
+	@echo "make run    - set up and serve on http://$(HOST):$(PORT) (SQLite by default)"
+	@echo "make test   - set up and run every test suite (SQLite; PostgreSQL too when TEST_DATABASE_URL is set)"
+	@echo "make lint   - ruff check, ruff format --check, mypy"
+	@echo "make bench  - run the benchmarks in bench/"
+
+setup: backend-setup frontend-build
+
+backend-setup: $(VENV_STAMP)
+
+# Rebuilt only when a requirements file changes, so repeated runs are instant.
+$(VENV_STAMP): backend/requirements.txt backend/requirements-dev.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
+		-r backend/requirements.txt -r backend/requirements-dev.txt
+	@touch $@
+
+ifneq ($(HAS_FRONTEND),)
+frontend-setup: $(FRONTEND_STAMP)
+
+$(FRONTEND_STAMP): frontend/package.json frontend/package-lock.json
+	cd frontend && npm ci --no-audit --no-fund
+	@touch $@
+
+frontend-build: frontend-setup
+	cd frontend && npm run build
+else
+frontend-setup frontend-build:
+	@echo "frontend/package.json not present yet: skipping the SPA build"
+endif
+
+run: setup
+	cd backend && ../$(BIN)/uvicorn main:app --host $(HOST) --port $(PORT) --proxy-headers
+
+test: setup test-backend
+
+test-backend: backend-setup
+	@echo "== backend tests on SQLite =="
+	$(BIN)/python -m pytest backend/tests $(PYTEST_ARGS)
+	@if [ -n "$$TEST_DATABASE_URL" ]; then \
+		echo "== backend tests on PostgreSQL ($$TEST_DATABASE_URL) =="; \
+		MT_TEST_DB=postgresql $(BIN)/python -m pytest backend/tests $(PYTEST_ARGS); \
+	else \
+		echo "TEST_DATABASE_URL not set: PostgreSQL run skipped"; \
+	fi
+
+lint: backend-setup
+	$(BIN)/ruff check backend bench
+	$(BIN)/ruff format --check backend bench
+	cd backend && ../$(BIN)/mypy app
+
+format: backend-setup
+	$(BIN)/ruff check --fix backend bench
+	$(BIN)/ruff format backend bench
+
+bench: backend-setup
+	$(BIN)/python bench/login_load.py
+
+clean:
+	rm -rf $(VENV) frontend/node_modules frontend/dist .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,3 @@
+"""ModelTrain backend package."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,69 @@
+"""Builds the FastAPI application: middleware, error handlers, routers and start-up work."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from starlette.concurrency import run_in_threadpool
+
+from app import __version__
+from app.api import api_router
+from app.api import health as health_api
+from app.config import settings
+from app.database import engine, session_scope
+from app.exceptions import install_error_handlers
+from app.logging_setup import configure_logging
+from app.migrations import upgrade_head
+from app.request_context import REQUEST_ID_HEADER, RequestIdMiddleware
+from app.services import auth_service
+
+logger = logging.getLogger(__name__)
+
+
+def startup() -> None:
+    """Everything the server does before taking requests (blocking; run in a thread)."""
+    settings.DATA_DIR.mkdir(parents=True, exist_ok=True)
+    _ = settings.secret_key  # generate and store the key now, not on the first login
+    if settings.MIGRATE_ON_START:
+        upgrade_head(engine)
+    with session_scope() as db:
+        auth_service.ensure_default_admin(db)
+    limit, window = settings.login_rate
+    auth_service.login_failures.configure(limit, window)
+    auth_service.reset_requests.configure(limit, window)
+
+
+@asynccontextmanager
+async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    configure_logging(settings.LOG_LEVEL)
+    await run_in_threadpool(startup)
+    logger.info("%s %s ready", settings.APP_NAME, __version__)
+    yield
+    engine.dispose()
+
+
+def create_app() -> FastAPI:
+    """The ASGI application."""
+    app = FastAPI(
+        title=f"{settings.APP_NAME} API",
+        version=__version__,
+        lifespan=lifespan,
+        max_body_size=settings.MAX_JSON_BODY_BYTES,
+    )
+    install_error_handlers(app)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.CORS_ORIGINS,
+        allow_credentials=True,
+        allow_methods=["*"],
+        allow_headers=["*"],
+        expose_headers=[REQUEST_ID_HEADER, "Retry-After", "Content-Disposition"],
+    )
+    app.add_middleware(RequestIdMiddleware)
+    app.include_router(health_api.router)
+    app.include_router(api_router)
+    return app

@@ -279,7 +279,10 @@ def create_reset_link(db: Session, user: User) -> ResetDelivery:
     expires_at = now + timedelta(minutes=settings.PASSWORD_RESET_EXPIRE_MINUTES)
     db.add(
         PasswordResetToken(
-            user_id=user.id, token_hash=security.hash_opaque_token(raw), expires_at=expires_at
+            user_id=user.id,
+            token_hash=security.hash_opaque_token(raw),
+            created_at=now,
+            expires_at=expires_at,
         )
     )
     db.flush()

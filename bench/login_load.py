@@ -1,0 +1,474 @@
+"""Does a stream of logins slow everything else down?
+
+While a fixed open-loop schedule of logins (default 20/s, each one an Argon2id verification)
+runs against a real server, a prober measures `GET /health`. Idle and loaded phases are
+interleaved (R rounds of [idle, loaded]) so that slow drift of the machine cancels out.
+Target: loaded p50 and p99 of /health at most 1.5x the idle figures of the same run, i.e.
+password hashing does not block the event loop.
+
+    .venv/bin/python bench/login_load.py            # 3 rounds x (10 s idle + 10 s loaded)
+    .venv/bin/python bench/login_load.py --quick    # 1 round x (3 s + 3 s), a smoke check
+
+A benchmark, not a test: it exits 0 whether or not the target is met, and prints FAIL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+BACKEND = REPO / "backend"
+UVICORN = REPO / ".venv" / "bin" / "uvicorn"
+DEFAULT_OUT = REPO / "bench" / "results" / "login_load.json"
+
+TARGET_RATIO = 1.5
+PROBE_INTERVAL_S = 0.020  # the prober's sleep between two /health requests
+STARTUP_TIMEOUT_S = 60.0
+LOGIN_TIMEOUT_S = 30.0
+DRAIN_TIMEOUT_S = 30.0  # how long a loaded phase waits for its last logins to answer
+
+BENCH_EMAIL = "bench-load@example.com"
+BENCH_NICKNAME = "bench-load"
+BENCH_PASSWORD = "bench-load-Pass-1"
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def percentile(values: list[float], pct: float) -> float:
+    """The pct-th percentile by linear interpolation between closest ranks.
+
+    This is Hyndman & Fan type 7 (numpy's default, "linear"): with the samples sorted as
+    x[0] <= ... <= x[n-1], the position is h = (n - 1) * pct / 100 and the result is
+    x[floor(h)] + (h - floor(h)) * (x[floor(h) + 1] - x[floor(h)]). p0 is the minimum and
+    p100 the maximum. An empty list gives NaN.
+    """
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    h = (len(ordered) - 1) * pct / 100.0
+    low = int(h)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (h - low) * (ordered[high] - ordered[low])
+
+
+def summarise(latencies_s: list[float]) -> dict[str, float | int]:
+    """Sample count and p50/p90/p99/max in milliseconds."""
+    ms = [value * 1000.0 for value in latencies_s]
+    return {
+        "samples": len(ms),
+        "p50_ms": percentile(ms, 50),
+        "p90_ms": percentile(ms, 90),
+        "p99_ms": percentile(ms, 99),
+        "max_ms": max(ms) if ms else float("nan"),
+    }
+
+
+# --------------------------------------------------------------------------- measurements
+
+
+@dataclass
+class PhaseResult:
+    """What one phase (idle or loaded) of one round recorded."""
+
+    kind: str
+    round_no: int
+    duration_s: float
+    health_latencies_s: list[float] = field(default_factory=list)
+    health_errors: int = 0
+    logins_sent: int = 0
+    login_latencies_s: list[float] = field(default_factory=list)
+    login_statuses: Counter[str] = field(default_factory=Counter)
+    send_lags_s: list[float] = field(default_factory=list)  # actual minus scheduled send time
+
+
+async def probe_health(client: httpx.AsyncClient, deadline: float, result: PhaseResult) -> None:
+    """Closed loop: GET /health, record its latency, sleep a little, repeat until deadline."""
+    while time.perf_counter() < deadline:
+        start = time.perf_counter()
+        try:
+            response = await client.get("/health")
+            ok = response.status_code == 200
+        except httpx.HTTPError:
+            ok = False
+        elapsed = time.perf_counter() - start
+        if ok:
+            result.health_latencies_s.append(elapsed)
+        else:
+            result.health_errors += 1
+        await asyncio.sleep(PROBE_INTERVAL_S)
+
+
+async def one_login(client: httpx.AsyncClient, result: PhaseResult) -> None:
+    start = time.perf_counter()
+    try:
+        response = await client.post(
+            "/api/auth/login", json={"username": BENCH_EMAIL, "password": BENCH_PASSWORD}
+        )
+        status = str(response.status_code)
+    except httpx.HTTPError as exc:
+        status = type(exc).__name__
+    result.login_latencies_s.append(time.perf_counter() - start)
+    result.login_statuses[status] += 1
+
+
+async def drive_logins(
+    client: httpx.AsyncClient, start: float, deadline: float, rate: float, result: PhaseResult
+) -> None:
+    """Open loop: login i is sent at start + i / rate, each in its own task, whatever the
+    earlier ones are doing; then wait for the stragglers so none spill into the next phase."""
+    tasks: set[asyncio.Task[None]] = set()
+    index = 0
+    while True:
+        scheduled = start + index / rate
+        if scheduled >= deadline:
+            break
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        result.send_lags_s.append(time.perf_counter() - scheduled)
+        tasks.add(asyncio.create_task(one_login(client, result)))
+        result.logins_sent += 1
+        index += 1
+    if tasks:
+        done, pending = await asyncio.wait(tasks, timeout=DRAIN_TIMEOUT_S)
+        for task in pending:
+            task.cancel()
+            result.login_statuses["unfinished"] += 1
+        for task in done:
+            task.result()  # one_login catches HTTP errors; anything else is a bug: raise it
+
+
+async def run_phase(
+    kind: str,
+    round_no: int,
+    duration: float,
+    rate: float,
+    prober: httpx.AsyncClient,
+    login_client: httpx.AsyncClient,
+) -> PhaseResult:
+    result = PhaseResult(kind=kind, round_no=round_no, duration_s=duration)
+    start = time.perf_counter()
+    deadline = start + duration
+    jobs = [probe_health(prober, deadline, result)]
+    if kind == "loaded":
+        jobs.append(drive_logins(login_client, start, deadline, rate, result))
+    await asyncio.gather(*jobs)
+    return result
+
+
+async def run_rounds(base_url: str, rate: float, rounds: int, duration: float) -> list[PhaseResult]:
+    # One keep-alive connection for the prober, so each probe is one request, not a handshake.
+    prober = httpx.AsyncClient(
+        base_url=base_url,
+        timeout=LOGIN_TIMEOUT_S,
+        limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+    )
+    login_client = httpx.AsyncClient(
+        base_url=base_url,
+        timeout=LOGIN_TIMEOUT_S,
+        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+    )
+    async with prober, login_client:
+        await warm_up(prober, login_client)
+        results: list[PhaseResult] = []
+        for round_no in range(1, rounds + 1):
+            for kind in ("idle", "loaded"):
+                results.append(
+                    await run_phase(kind, round_no, duration, rate, prober, login_client)
+                )
+        return results
+
+
+async def warm_up(prober: httpx.AsyncClient, login_client: httpx.AsyncClient) -> None:
+    """A few unrecorded requests: the first ones pay for imports, pools and caches."""
+    for _ in range(20):
+        (await prober.get("/health")).raise_for_status()
+    for _ in range(3):
+        response = await login_client.post(
+            "/api/auth/login", json={"username": BENCH_EMAIL, "password": BENCH_PASSWORD}
+        )
+        response.raise_for_status()
+
+
+# --------------------------------------------------------------------------- the server
+
+
+@dataclass(frozen=True)
+class Pinning:
+    used: bool
+    server_cores: list[int] | None
+    driver_cores: list[int] | None
+    reason: str
+
+
+def choose_pinning() -> Pinning:
+    """On two or more cores: the server on the first core, this driver on the second."""
+    cpu_count = os.cpu_count() or 1
+    if cpu_count < 2:
+        return Pinning(False, None, None, f"only {cpu_count} CPU")
+    if shutil.which("taskset") is None or not hasattr(os, "sched_setaffinity"):
+        return Pinning(False, None, None, "taskset or sched_setaffinity not available")
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) < 2:
+        return Pinning(False, None, None, f"this process may use only CPU {allowed}")
+    return Pinning(True, [allowed[0]], [allowed[1]], "taskset + sched_setaffinity")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def start_server(tmp: Path, port: int, pinning: Pinning, log_path: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "MODELTRAIN_ENV_FILE": "",  # read no .env file
+        "DATABASE_URL": f"sqlite:///{tmp / 'bench.db'}",
+        "DATA_DIR": str(tmp / "data"),
+        "LOGIN_RATE_LIMIT": "100000/1m",  # the bench's own logins must not be throttled
+        "LOG_LEVEL": "WARNING",
+    }
+    command = [
+        str(UVICORN),
+        "main:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-access-log",
+    ]
+    if pinning.used and pinning.server_cores:
+        command = ["taskset", "-c", ",".join(map(str, pinning.server_cores)), *command]
+    with log_path.open("wb") as log:
+        return subprocess.Popen(command, cwd=BACKEND, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def wait_until_healthy(base_url: str, server: subprocess.Popen[bytes], log_path: Path) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    with httpx.Client(base_url=base_url, timeout=2.0) as client:
+        while time.monotonic() < deadline:
+            if server.poll() is not None:
+                raise RuntimeError(f"server exited with {server.returncode}:\n{tail(log_path)}")
+            with contextlib.suppress(httpx.HTTPError):
+                if client.get("/health").status_code == 200:
+                    return
+            time.sleep(0.2)
+    raise RuntimeError(f"server not healthy after {STARTUP_TIMEOUT_S:.0f} s:\n{tail(log_path)}")
+
+
+def register_user(base_url: str) -> None:
+    with httpx.Client(base_url=base_url, timeout=LOGIN_TIMEOUT_S) as client:
+        response = client.post(
+            "/api/auth/register",
+            json={"email": BENCH_EMAIL, "nickname": BENCH_NICKNAME, "password": BENCH_PASSWORD},
+        )
+        if response.status_code != 201:
+            raise RuntimeError(f"register failed: {response.status_code} {response.text}")
+
+
+def stop_server(server: subprocess.Popen[bytes]) -> None:
+    if server.poll() is None:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no server log)"
+
+
+# --------------------------------------------------------------------------- report
+
+
+def build_report(
+    results: list[PhaseResult], args: argparse.Namespace, pinning: Pinning
+) -> dict[str, Any]:
+    idle = [r for r in results if r.kind == "idle"]
+    loaded = [r for r in results if r.kind == "loaded"]
+    idle_stats = summarise([x for r in idle for x in r.health_latencies_s])
+    loaded_stats = summarise([x for r in loaded for x in r.health_latencies_s])
+    ratio_p50 = loaded_stats["p50_ms"] / idle_stats["p50_ms"]
+    ratio_p99 = loaded_stats["p99_ms"] / idle_stats["p99_ms"]
+
+    statuses: Counter[str] = Counter()
+    for r in loaded:
+        statuses.update(r.login_statuses)
+    sent = sum(r.logins_sent for r in loaded)
+    loaded_seconds = sum(r.duration_s for r in loaded)
+    login_ms = summarise([x for r in loaded for x in r.login_latencies_s])
+    lag_ms = summarise([x for r in loaded for x in r.send_lags_s])
+
+    return {
+        "benchmark": "login_load",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "cpu_count": os.cpu_count(),
+        "pinning": {
+            "used": pinning.used,
+            "server_cores": pinning.server_cores,
+            "driver_cores": pinning.driver_cores,
+            "how": pinning.reason,
+        },
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "settings": {
+            "rate_per_s": args.rate,
+            "rounds": args.rounds,
+            "phase_duration_s": args.duration,
+            "probe_interval_ms": PROBE_INTERVAL_S * 1000,
+            "percentile_method": "linear interpolation between closest ranks (numpy 'linear')",
+        },
+        "health": {
+            "idle": {**idle_stats, "errors": sum(r.health_errors for r in idle)},
+            "loaded": {**loaded_stats, "errors": sum(r.health_errors for r in loaded)},
+            "ratio_p50": ratio_p50,
+            "ratio_p99": ratio_p99,
+            "target_ratio": TARGET_RATIO,
+            "pass": ratio_p50 <= TARGET_RATIO and ratio_p99 <= TARGET_RATIO,
+        },
+        "login": {
+            "target_rate_per_s": args.rate,
+            "sent": sent,
+            "achieved_rate_per_s": sent / loaded_seconds if loaded_seconds else 0.0,
+            "ok": statuses.get("200", 0),
+            "errors": sum(n for status, n in statuses.items() if status != "200"),
+            "statuses": dict(statuses),
+            "latency": login_ms,
+            "send_lag": lag_ms,
+        },
+        "rounds": [
+            {
+                "round": r.round_no,
+                "phase": r.kind,
+                "health": summarise(r.health_latencies_s),
+                "health_errors": r.health_errors,
+                "logins_sent": r.logins_sent,
+                "login_statuses": dict(r.login_statuses),
+            }
+            for r in results
+        ],
+    }
+
+
+def print_report(report: dict[str, Any]) -> None:
+    pin = report["pinning"]
+    settings = report["settings"]
+    if pin["used"]:
+        pinned = f"server on CPU {pin['server_cores']}, driver on CPU {pin['driver_cores']}"
+    else:
+        pinned = f"no ({pin['how']})"
+    print(
+        f"\nlogin_load: {settings['rounds']} round(s) x [idle {settings['phase_duration_s']:g} s,"
+        f" loaded {settings['phase_duration_s']:g} s], {settings['rate_per_s']:g} logins/s,"
+        f" {report['cpu_count']} CPUs, pinning: {pinned}\n"
+    )
+    health = report["health"]
+    print(f"{'phase':<8} {'samples':>7} {'p50_ms':>7} {'p90_ms':>7} {'p99_ms':>7} {'max_ms':>7}")
+    for phase in ("idle", "loaded"):
+        s = health[phase]
+        print(
+            f"{phase:<8} {s['samples']:>7} {s['p50_ms']:>7.2f} {s['p90_ms']:>7.2f}"
+            f" {s['p99_ms']:>7.2f} {s['max_ms']:>7.2f}"
+        )
+    verdict = "PASS" if health["pass"] else "FAIL"
+    print(
+        f"ratio (loaded/idle) p50 {health['ratio_p50']:.2f} p99 {health['ratio_p99']:.2f}"
+        f"   target <= {health['target_ratio']:g}  {verdict}"
+    )
+    errors = health["idle"]["errors"] + health["loaded"]["errors"]
+    if errors:
+        print(f"health errors: {errors}")
+
+    login = report["login"]
+    print(
+        f"\nlogins: sent {login['sent']}, achieved {login['achieved_rate_per_s']:.2f}/s"
+        f" (target {login['target_rate_per_s']:g}/s), ok {login['ok']}, errors {login['errors']}"
+        f"  latency p50 {login['latency']['p50_ms']:.1f} ms p99 {login['latency']['p99_ms']:.1f} ms"
+        f"  send lag p99 {login['send_lag']['p99_ms']:.2f} ms"
+    )
+    if login["errors"]:
+        print(f"login statuses: {login['statuses']}")
+
+    print("\nper round (health p50 / p99 ms):")
+    for row in report["rounds"]:
+        h = row["health"]
+        print(
+            f"  round {row['round']} {row['phase']:<7} {h['p50_ms']:7.2f} / {h['p99_ms']:7.2f}"
+            f"  ({h['samples']} samples)"
+        )
+    if not health["pass"]:
+        print(f"\nFAIL: /health under login load exceeds {TARGET_RATIO:g}x its idle latency")
+
+
+# --------------------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--rate", type=float, default=20.0, help="logins per second (20)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of [idle, loaded] (3)")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per phase (10)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results file")
+    parser.add_argument("--quick", action="store_true", help="1 round of 3 s phases (smoke)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.duration = 1, 3.0
+    if args.rate <= 0 or args.rounds < 1 or args.duration <= 0:
+        parser.error("--rate and --duration must be positive and --rounds at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    pinning = choose_pinning()
+    with tempfile.TemporaryDirectory(prefix="bench-login-load-") as tmp_name:
+        tmp = Path(tmp_name)
+        port = free_port()
+        base_url = f"http://127.0.0.1:{port}"
+        log_path = tmp / "server.log"
+        server = start_server(tmp, port, pinning, log_path)
+        try:
+            if pinning.used and pinning.driver_cores:
+                os.sched_setaffinity(0, set(pinning.driver_cores))
+            wait_until_healthy(base_url, server, log_path)
+            register_user(base_url)
+            results = asyncio.run(run_rounds(base_url, args.rate, args.rounds, args.duration))
+        finally:
+            stop_server(server)
+    report = build_report(results, args, pinning)
+    print_report(report)
+    out: Path = args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(f"\nresults written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

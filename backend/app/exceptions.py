@@ -136,8 +136,6 @@ async def _http_error_handler(_request: Request, exc: Exception) -> JSONResponse
     detail = exc.detail
     if status == 404 and detail == "Not Found":
         detail = "Not found"
-    if status == 413:
-        detail = "Request body too large"
     return error_response(status, detail, code, dict(exc.headers or {}))
 
 

@@ -17,6 +17,7 @@ from app.config import settings
 from app.database import engine, session_scope
 from app.exceptions import install_error_handlers
 from app.logging_setup import configure_logging
+from app.middleware import BodyLimitMiddleware
 from app.migrations import upgrade_head
 from app.request_context import REQUEST_ID_HEADER, RequestIdMiddleware
 from app.services import auth_service
@@ -52,7 +53,6 @@ def create_app() -> FastAPI:
         title=f"{settings.APP_NAME} API",
         version=__version__,
         lifespan=lifespan,
-        max_body_size=settings.MAX_JSON_BODY_BYTES,
     )
     install_error_handlers(app)
     app.add_middleware(
@@ -63,6 +63,7 @@ def create_app() -> FastAPI:
         allow_headers=["*"],
         expose_headers=[REQUEST_ID_HEADER, "Retry-After", "Content-Disposition"],
     )
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.MAX_JSON_BODY_BYTES)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health_api.router)
     app.include_router(api_router)

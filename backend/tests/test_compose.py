@@ -350,7 +350,7 @@ def test_backend_environment_keys_are_settings(compose: dict[str, Any]) -> None:
     settings = Settings(_env_file=None, **resolved)
     assert settings.database_url.startswith("postgresql+psycopg://")
     assert settings.MIGRATE_ON_START is True
-    assert settings.DATA_DIR == Path(resolved["DATA_DIR"])
+    assert Path(resolved["DATA_DIR"]) == settings.DATA_DIR
     assert settings.SECRET_KEY is None, "the default must let the backend generate its key"
 
 

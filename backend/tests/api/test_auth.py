@@ -702,7 +702,7 @@ def test_password_reset_mail_over_smtp(
     received: list[str] = []
 
     class Collect:
-        async def handle_DATA(self, server: object, session: object, envelope: object) -> str:  # noqa: N802
+        async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
             received.append(envelope.content.decode("utf-8", "replace"))  # type: ignore[attr-defined]
             return "250 OK"
 

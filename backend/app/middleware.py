@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterable
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -11,27 +13,27 @@ from app.request_context import REQUEST_ID_HEADER, current_request_id
 
 
 class BodyLimitMiddleware:
-    """Limit non-multipart request bodies (JSON, forms) to `max_bytes`, answering 413.
+    """Limit request bodies to `max_bytes`, answering 413.
 
     A declared Content-Length over the limit is refused before the app runs; a body sent
     without one is counted as it is read, and the overflow raises an HTTPException that the
-    app's handlers render in the usual {"detail", "code"} shape. Multipart uploads are left
-    to the upload endpoints, which stream to disk under their own limits.
+    app's handlers render in the usual {"detail", "code"} shape. Only the paths matching
+    `exempt` (upload endpoints, which stream to disk under their own limits) are let through.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, exempt: Iterable[str] = ()) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.exempt = [re.compile(pattern) for pattern in exempt]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope.get("headers", []))
-        content_type = headers.get(b"content-type", b"").decode("latin-1").lower()
-        if content_type.startswith("multipart/form-data"):
+        if any(pattern.fullmatch(scope["path"]) for pattern in self.exempt):
             await self.app(scope, receive, send)
             return
+        headers = dict(scope.get("headers", []))
         declared = headers.get(b"content-length", b"").decode("latin-1").strip()
         if declared.isdigit() and int(declared) > self.max_bytes:
             await _send_413(send, self.max_bytes)

@@ -33,7 +33,7 @@ account_router = APIRouter(
 
 RefreshCookie = Annotated[str | None, Cookie(alias=REFRESH_COOKIE, include_in_schema=False)]
 
-_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+_FORM_TYPE = "application/x-www-form-urlencoded"  # what Swagger's Authorize sends
 _LOGIN_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -49,7 +49,7 @@ async def login_credentials(request: Request) -> LoginRequest:
     """Read {username, password} from JSON or from the OAuth2 password form (Swagger)."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     data: Any
-    if content_type in _FORM_TYPES:
+    if content_type == _FORM_TYPE:
         form = await request.form()
         data = {key: form.get(key) for key in ("username", "password") if key in form}
     else:

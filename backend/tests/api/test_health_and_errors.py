@@ -150,3 +150,11 @@ def test_chunked_body_over_limit_is_413(client: TestClient) -> None:
     )
     assert response.status_code == 413
     assert response.json()["code"] == "payload_too_large"
+
+
+def test_multipart_login_is_not_a_way_around_the_limit(client: TestClient) -> None:
+    response = client.post(
+        "/api/auth/login",
+        files={"username": (None, "u"), "password": (None, "x" * (2 * 1024 * 1024))},
+    )
+    assert response.status_code == 413  # multipart is limited too, except on upload routes

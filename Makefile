@@ -15,12 +15,14 @@ VENV_STAMP := $(VENV)/.deps-stamp
 FRONTEND_STAMP := frontend/node_modules/.deps-stamp
 HAS_FRONTEND := $(wildcard frontend/package.json)
 
-.PHONY: help setup backend-setup frontend-setup frontend-build run test test-backend lint format bench clean
+.PHONY: help setup backend-setup frontend-setup frontend-build run test test-backend test-frontend \
+	lint lint-backend lint-frontend format bench clean
 
 help:
 	@echo "make run    - set up and serve on http://$(HOST):$(PORT) (SQLite by default)"
-	@echo "make test   - set up and run every test suite (SQLite; PostgreSQL too when TEST_DATABASE_URL is set)"
-	@echo "make lint   - ruff check, ruff format --check, mypy"
+	@echo "make test   - set up, lint, then every suite: backend (SQLite; PostgreSQL too when"
+	@echo "             TEST_DATABASE_URL is set), vue-tsc, Vitest, Playwright e2e"
+	@echo "make lint   - ruff check, ruff format --check, mypy; eslint + prettier"
 	@echo "make bench  - run the benchmarks in bench/"
 
 setup: backend-setup frontend-build
@@ -35,23 +37,37 @@ $(VENV_STAMP): backend/requirements.txt backend/requirements-dev.txt
 	@touch $@
 
 ifneq ($(HAS_FRONTEND),)
+FRONTEND_SOURCES := $(shell find frontend/src frontend/public -type f 2>/dev/null) \
+	frontend/index.html frontend/vite.config.ts frontend/tsconfig.app.json
+
 frontend-setup: $(FRONTEND_STAMP)
 
+# npm ci only when the lock file changes; the build only when a source changes.
 $(FRONTEND_STAMP): frontend/package.json frontend/package-lock.json
 	cd frontend && npm ci --no-audit --no-fund
 	@touch $@
 
-frontend-build: frontend-setup
+frontend/dist/index.html: $(FRONTEND_STAMP) $(FRONTEND_SOURCES)
 	cd frontend && npm run build
+
+frontend-build: frontend/dist/index.html
+
+test-frontend: frontend-build backend-setup
+	cd frontend && npm run typecheck
+	cd frontend && npm run test:unit
+	cd frontend && npm run test:e2e
+
+lint-frontend: frontend-setup
+	cd frontend && npm run lint
 else
-frontend-setup frontend-build:
-	@echo "frontend/package.json not present yet: skipping the SPA build"
+frontend-setup frontend-build test-frontend lint-frontend:
+	@echo "frontend/package.json not present: nothing to do for the SPA"
 endif
 
 run: setup
 	cd backend && ../$(BIN)/uvicorn main:app --host $(HOST) --port $(PORT) --proxy-headers
 
-test: setup test-backend
+test: setup lint test-backend test-frontend
 
 test-backend: backend-setup
 	@echo "== backend tests on SQLite =="
@@ -63,17 +79,21 @@ test-backend: backend-setup
 		echo "TEST_DATABASE_URL not set: PostgreSQL run skipped"; \
 	fi
 
-lint: backend-setup
+lint: lint-backend lint-frontend
+
+lint-backend: backend-setup
 	$(BIN)/ruff check backend bench
 	$(BIN)/ruff format --check backend bench
 	cd backend && ../$(BIN)/mypy app
 
-format: backend-setup
+format: backend-setup frontend-setup
 	$(BIN)/ruff check --fix backend bench
 	$(BIN)/ruff format backend bench
+	cd frontend && npm run format
 
-bench: backend-setup
+bench: backend-setup frontend-setup
 	$(BIN)/python bench/login_load.py
+	cd frontend && npm run size
 
 clean:
 	rm -rf $(VENV) frontend/node_modules frontend/dist .pytest_cache .mypy_cache .ruff_cache

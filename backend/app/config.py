@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     APP_NAME: str = "ModelTrain"
     DATABASE_URL: str = f"sqlite:///{BACKEND_DIR / 'modeltrain.db'}"
     DATA_DIR: Path = BACKEND_DIR / "data"
+    FRONTEND_DIST: Path = REPO_ROOT / "frontend" / "dist"
     SECRET_KEY: str | None = None
     ACCESS_TOKEN_EXPIRE_MINUTES: int = Field(default=15, ge=1, le=24 * 60)
     REFRESH_TOKEN_EXPIRE_DAYS: int = Field(default=7, ge=1, le=365)
@@ -109,7 +110,7 @@ class Settings(BaseSettings):
         parse_rate(value)
         return value
 
-    @field_validator("DATA_DIR")
+    @field_validator("DATA_DIR", "FRONTEND_DIST")
     @classmethod
     def _absolute_data_dir(cls, value: Path) -> Path:
         return value if value.is_absolute() else (REPO_ROOT / value).resolve()

@@ -21,6 +21,7 @@ from app.middleware import BodyLimitMiddleware
 from app.migrations import upgrade_head
 from app.request_context import REQUEST_ID_HEADER, RequestIdMiddleware
 from app.services import auth_service
+from app.spa import mount_spa
 
 logger = logging.getLogger(__name__)
 
@@ -67,4 +68,7 @@ def create_app() -> FastAPI:
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health_api.router)
     app.include_router(api_router)
+    # Last: the SPA's catch-all route must not shadow the API.
+    if not mount_spa(app, settings.FRONTEND_DIST):
+        logger.info("No built SPA at %s; serving the API only", settings.FRONTEND_DIST)
     return app

@@ -20,6 +20,7 @@ for _key in re.findall(r"^    ([A-Z][A-Z0-9_]+): ", _CONFIG_SOURCE, re.MULTILINE
 os.environ["MODELTRAIN_ENV_FILE"] = ""
 os.environ["DATA_DIR"] = str(_TMP / "data")
 os.environ["LOG_LEVEL"] = "WARNING"
+os.environ["FRONTEND_DIST"] = str(_TMP / "no-spa-build")  # test_spa.py builds its own
 
 TEST_DB = os.environ.get("MT_TEST_DB", "sqlite")
 if TEST_DB == "postgresql":

@@ -1,0 +1,75 @@
+import { createRouter, createWebHistory, type RouteRecordRaw } from 'vue-router'
+
+import { i18n } from '@/locales'
+import { useAuthStore } from '@/store'
+
+import { resolveNavigation } from './guards'
+
+export const routes: RouteRecordRaw[] = [
+  {
+    path: '/login',
+    name: 'login',
+    component: () => import('@/views/Login.vue'),
+    meta: { public: true, guestOnly: true, title: 'auth.login.title' },
+  },
+  {
+    path: '/register',
+    name: 'register',
+    component: () => import('@/views/Register.vue'),
+    meta: { public: true, guestOnly: true, title: 'auth.register.title' },
+  },
+  {
+    path: '/reset-password',
+    name: 'reset-password',
+    component: () => import('@/views/ResetPassword.vue'),
+    meta: { public: true, title: 'auth.reset.title' },
+  },
+  {
+    path: '/change-password',
+    name: 'change-password',
+    component: () => import('@/views/ChangePassword.vue'),
+    meta: { title: 'auth.change.title' },
+  },
+  {
+    path: '/',
+    component: () => import('@/components/Layout.vue'),
+    children: [
+      {
+        path: '',
+        name: 'dashboard',
+        component: () => import('@/views/Dashboard.vue'),
+        meta: { title: 'nav.dashboard' },
+      },
+      {
+        path: 'admin',
+        name: 'admin',
+        component: () => import('@/views/AdminPanel.vue'),
+        meta: { admin: true, title: 'nav.admin' },
+      },
+    ],
+  },
+  {
+    path: '/:pathMatch(.*)*',
+    name: 'not-found',
+    component: () => import('@/views/NotFound.vue'),
+    meta: { public: true, title: 'notFound.title' },
+  },
+]
+
+export const router = createRouter({
+  history: createWebHistory(import.meta.env.BASE_URL),
+  routes,
+})
+
+router.beforeEach(async (to) => {
+  const auth = useAuthStore()
+  await auth.restore()
+  return resolveNavigation(to, auth)
+})
+
+router.afterEach((to) => {
+  const { t } = i18n.global
+  document.title = to.meta.title ? `${t(to.meta.title)} · ModelTrain` : 'ModelTrain'
+})
+
+export default router

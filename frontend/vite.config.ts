@@ -4,23 +4,38 @@ import vue from '@vitejs/plugin-vue'
 import AutoImport from 'unplugin-auto-import/vite'
 import { ElementPlusResolver } from 'unplugin-vue-components/resolvers'
 import Components from 'unplugin-vue-components/vite'
-import { defineConfig } from 'vite'
+import { defineConfig, type Plugin } from 'vite'
 
 // The backend that `npm run dev` proxies to (make run serves it on 8000).
 const backend = process.env.VITE_BACKEND ?? 'http://127.0.0.1:8000'
 
+// MT_FULL_ELEMENT=1 builds a comparison bundle with all of Element Plus registered globally
+// (what the size benchmark compares the on-demand build against); never used for the app.
+const fullElement = process.env.MT_FULL_ELEMENT === '1'
+
+function registerAllOfElementPlus(): Plugin {
+  return {
+    name: 'modeltrain-full-element-plus',
+    transform(code, id) {
+      if (!id.endsWith('/src/main.ts')) return null
+      return (
+        "import ElementPlus from 'element-plus'\nimport 'element-plus/dist/index.css'\n" +
+        code.replace('app.mount(', 'app.use(ElementPlus)\napp.mount(')
+      )
+    },
+  }
+}
+
 export default defineConfig({
   plugins: [
     vue(),
-    // Element Plus on demand: only the components (and their CSS) a page uses are bundled.
-    AutoImport({
-      resolvers: [ElementPlusResolver()],
-      dts: 'src/auto-imports.d.ts',
-    }),
-    Components({
-      resolvers: [ElementPlusResolver()],
-      dts: 'src/components.d.ts',
-    }),
+    ...(fullElement
+      ? [registerAllOfElementPlus()]
+      : [
+          // Element Plus on demand: only the components (and CSS) a page uses are bundled.
+          AutoImport({ resolvers: [ElementPlusResolver()], dts: 'src/auto-imports.d.ts' }),
+          Components({ resolvers: [ElementPlusResolver()], dts: 'src/components.d.ts' }),
+        ]),
   ],
   resolve: {
     alias: { '@': fileURLToPath(new URL('./src', import.meta.url)) },
@@ -38,5 +53,7 @@ export default defineConfig({
   build: {
     target: 'es2020',
     sourcemap: false,
+    manifest: true,
+    outDir: fullElement ? 'dist-full-element' : 'dist',
   },
 })

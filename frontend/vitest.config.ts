@@ -9,6 +9,8 @@ export default mergeConfig(
       environment: 'jsdom',
       include: ['tests/unit/**/*.spec.ts'],
       restoreMocks: true,
+      // Element Plus's style-only modules import CSS, which Node cannot load: let Vite handle them.
+      server: { deps: { inline: ['element-plus'] } },
     },
   }),
 )

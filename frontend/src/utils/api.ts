@@ -64,13 +64,33 @@ export function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error)
 }
 
+// The backend's field messages are English; the ones a person commonly meets are translated.
+const FIELD_MESSAGES: [RegExp, string][] = [
+  [/too common/i, 'errors.field.passwordCommon'],
+  [/Nickname must be (\d+)-(\d+) characters/i, 'errors.field.nicknameLength'],
+  [/at least (\d+) characters/i, 'errors.field.minLength'],
+  [/at most (\d+) characters/i, 'errors.field.maxLength'],
+  [/must not contain '@'/i, 'errors.field.nicknameAt'],
+  [/not a valid email/i, 'errors.field.emailInvalid'],
+  [/^Field required$/i, 'errors.field.required'],
+]
+
+function localizeFieldMessage(message: string): string {
+  const text = message.replace(/^Value error, /, '')
+  for (const [pattern, key] of FIELD_MESSAGES) {
+    const match = pattern.exec(text)
+    if (match) return i18n.global.t(key, { a: match[1] ?? '', b: match[2] ?? '' })
+  }
+  return text
+}
+
 /** Turn FastAPI's 422 list into {field: message} using the last element of each `loc`. */
 export function fieldErrorsFrom(detail: ValidationIssue[]): Record<string, string> {
   const errors: Record<string, string> = {}
   for (const issue of detail) {
     const field = issue.loc[issue.loc.length - 1]
     if (typeof field === 'string' && !(field in errors)) {
-      errors[field] = issue.msg.replace(/^Value error, /, '')
+      errors[field] = localizeFieldMessage(issue.msg)
     }
   }
   return errors

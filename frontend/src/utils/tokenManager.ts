@@ -179,10 +179,11 @@ export async function processSSEResponse<T = unknown>(
         if (outcome) return finish(outcome)
       }
     }
+    // An abort cancels the reader, which ends the loop: deliver nothing after it.
+    if (signal?.aborted) return finish('aborted')
     buffer += decoder.decode()
     const tail = (buffer ? handleLine(buffer) : undefined) ?? dispatch()
     if (tail) return finish(tail)
-    if (signal?.aborted) return finish('aborted')
     lastError = lastError ?? new Error('Stream ended before [DONE]')
     return finish('error')
   } catch (error) {

@@ -1,4 +1,92 @@
 import type m from '../zh-CN/auth'
 
-const en: typeof m = {}
+const en: typeof m = {
+  navbar: {
+    login: 'Sign in',
+    register: 'Sign up',
+    language: 'Language',
+    darkMode: 'Dark mode',
+    logout: 'Sign out',
+  },
+  fields: {
+    username: 'Email or nickname',
+    email: 'Email',
+    nickname: 'Nickname',
+    password: 'Password',
+    confirmPassword: 'Confirm password',
+    currentPassword: 'Current password',
+    newPassword: 'New password',
+    confirmNewPassword: 'Confirm new password',
+  },
+  placeholders: {
+    username: 'Your email or nickname',
+    email: "name{'@'}example.com",
+    nickname: "2–32 characters, no {'@'}",
+    password: 'Your password',
+    newPassword: 'At least 8 characters',
+    confirmPassword: 'Type the password again',
+  },
+  rules: {
+    usernameRequired: 'Enter your email or nickname',
+    passwordRequired: 'Enter your password',
+    emailRequired: 'Enter your email',
+    emailInvalid: 'This is not a valid email address',
+    nicknameRequired: 'Enter a nickname',
+    nicknameLength: 'The nickname must be 2–32 characters',
+    nicknameAt: "The nickname must not contain {'@'}",
+    nicknameControl: 'The nickname must not contain control characters',
+    passwordMin: 'The password must be at least 8 characters',
+    passwordMax: 'The password must be at most 128 characters',
+    passwordWeak: 'This password is too easy to guess; choose another',
+    confirmRequired: 'Type the password again',
+    confirmMismatch: 'The passwords do not match',
+    newSameAsCurrent: 'The new password must differ from the current one',
+  },
+  login: {
+    title: 'Sign in',
+    subtitle: 'Welcome back; sign in to your account',
+    submit: 'Sign in',
+    adminHint:
+      'Default admin account: admin / admin. You must change the password after the first sign-in.',
+    noAccount: 'No account yet?',
+    register: 'Sign up',
+    forgot: 'Forgot password?',
+    locked: 'Too many attempts; try again in {time}',
+    seconds: '{n} s',
+    minutes: '{n} min',
+  },
+  register: {
+    title: 'Sign up',
+    subtitle: 'Create a new account',
+    submit: 'Sign up',
+    success: 'Account created; please sign in',
+    haveAccount: 'Already have an account?',
+    login: 'Sign in',
+  },
+  reset: {
+    title: 'Reset password',
+    requestSubtitle: 'Enter the email you signed up with and we will send you a reset link',
+    requestSubmit: 'Send reset link',
+    sentTitle: 'Check your inbox',
+    sentDescription:
+      'If this address is registered, a reset link is on its way. Follow the instructions in the email.',
+    confirmSubtitle: 'Choose a new password',
+    confirmSubmit: 'Reset password',
+    doneTitle: 'Password reset',
+    doneDescription: 'Sign in with your new password.',
+    invalidTitle: 'Invalid or expired link',
+    invalidDescription: 'This reset link can no longer be used; request a new one.',
+    requestNew: 'Request a new link',
+    backToLogin: 'Back to sign in',
+  },
+  change: {
+    title: 'Change password',
+    subtitle: 'Your sessions on other devices will be signed out',
+    requiredTitle: 'Password change required',
+    requiredDescription:
+      'For your account’s safety, change the initial password before you continue.',
+    submit: 'Change password',
+    success: 'Password changed',
+  },
+}
 export default en

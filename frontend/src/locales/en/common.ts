@@ -54,6 +54,15 @@ const en: typeof common = {
     user_not_found: 'User not found',
     payload_too_large: 'The request is too large',
     internal_error: 'Internal server error',
+    field: {
+      passwordCommon: 'This password is too common; choose a less guessable one',
+      nicknameLength: 'Nickname must be {a}-{b} characters',
+      minLength: 'At least {a} characters',
+      maxLength: 'At most {a} characters',
+      nicknameAt: "Nickname must not contain {'@'}",
+      emailInvalid: 'Not a valid email address',
+      required: 'This field is required',
+    },
   },
 }
 export default en

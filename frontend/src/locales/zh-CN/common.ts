@@ -52,5 +52,14 @@ export default {
     user_not_found: '用户不存在',
     payload_too_large: '提交的内容过大',
     internal_error: '服务器内部错误',
+    field: {
+      passwordCommon: '密码过于常见，请换一个不易猜到的密码',
+      nicknameLength: '昵称长度需为 {a}-{b} 个字符',
+      minLength: '至少需要 {a} 个字符',
+      maxLength: '最多 {a} 个字符',
+      nicknameAt: "昵称不能包含 {'@'}",
+      emailInvalid: '邮箱格式不正确',
+      required: '此项为必填',
+    },
   },
 }

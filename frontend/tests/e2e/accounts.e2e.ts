@@ -179,6 +179,21 @@ describe.skipIf(skip)('accounts in the browser', () => {
     await shot(adminPage, '10-dark-mode')
   })
 
+  it('switches to English and keeps the language after a reload', async () => {
+    screenshotOnFailure(() => admin, 'language')
+    await adminPage.goto('/')
+    const menu = adminPage.locator(byId('menu-dashboard'))
+    expect((await menu.innerText()).trim()).toBe('仪表盘')
+    await adminPage.click(byId('locale-switch'))
+    await expect.poll(async () => (await menu.innerText()).trim()).toBe('Dashboard')
+    await adminPage.reload()
+    await expect.poll(async () => (await menu.innerText()).trim()).toBe('Dashboard')
+    expect(await adminPage.evaluate(() => document.documentElement.lang)).toBe('en')
+    await shot(adminPage, '11-english')
+    await adminPage.click(byId('locale-switch'))
+    await expect.poll(async () => (await menu.innerText()).trim()).toBe('仪表盘')
+  })
+
   async function adminToken(): Promise<string> {
     return apiToken('admin', ADMIN_PASSWORD)
   }

@@ -126,6 +126,32 @@ describe.skipIf(skip)('accounts in the browser', () => {
     await shot(page, '07-after-logout')
   })
 
+  it('admin hands over a reset link and the user sets a new password with it', async () => {
+    screenshotOnFailure(() => admin, 'reset-link')
+    await adminPage.goto('/admin')
+    const userId = await userIdByNickname(USER.nickname)
+    await adminPage.click(byId(`reset-link-${userId}`))
+    const link = await adminPage.locator(byId('reset-link-url')).inputValue()
+    expect(link).toContain('/reset-password?token=')
+    await shot(adminPage, '08a-reset-link-dialog')
+    await adminPage.keyboard.press('Escape')
+
+    const page = visitor!.pages()[0]!
+    const newPassword = 'Dora-Renewed-Pass-2'
+    await page.goto(link.replace(baseURL(), ''))
+    await page.fill(input('reset-new-password'), newPassword)
+    await page.fill(input('reset-confirm-password'), newPassword)
+    await page.click(byId('reset-confirm-submit'))
+    await page.waitForSelector(byId('reset-done'))
+    await shot(page, '08b-reset-done')
+    USER.password = newPassword
+    await signIn(page, USER.nickname, USER.password)
+    await page.waitForURL((url) => url.pathname === '/')
+    await page.click(byId('user-menu'))
+    await page.click(byId('logout'))
+    await page.waitForURL(/\/login/)
+  })
+
   it('admin promotes and then disables the new user', async () => {
     screenshotOnFailure(() => admin, 'promote-disable')
     await adminPage.goto('/admin')

@@ -44,6 +44,7 @@ PROBE_INTERVAL_S = 0.020  # the prober's sleep between two /health requests
 STARTUP_TIMEOUT_S = 60.0
 LOGIN_TIMEOUT_S = 30.0
 DRAIN_TIMEOUT_S = 30.0  # how long a loaded phase waits for its last logins to answer
+OTHER_CPU_WARN_PCT = 10.0  # CPU (% of one core) used by other programs that makes a phase suspect
 
 BENCH_EMAIL = "bench-load@example.com"
 BENCH_NICKNAME = "bench-load"
@@ -98,6 +99,68 @@ class PhaseResult:
     login_latencies_s: list[float] = field(default_factory=list)
     login_statuses: Counter[str] = field(default_factory=Counter)
     send_lags_s: list[float] = field(default_factory=list)  # actual minus scheduled send time
+    cpu: CpuUse | None = None
+
+
+@dataclass(frozen=True)
+class CpuSnapshot:
+    """Cumulative CPU seconds: the whole machine (busy and stolen), the server, this driver."""
+
+    wall: float
+    machine_busy: float
+    machine_steal: float
+    server: float
+    driver: float
+
+
+@dataclass(frozen=True)
+class CpuUse:
+    """CPU seconds spent during one phase. `other` is everything that was neither the server
+    nor this driver (other programs on the machine): when it is large, the phase was disturbed."""
+
+    wall_s: float
+    server_s: float
+    driver_s: float
+    other_s: float
+    steal_s: float
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_snapshot(server_pid: int) -> CpuSnapshot | None:
+    """Read /proc (Linux only); None elsewhere."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+        # Fields 14 and 15 of /proc/<pid>/stat (utime, stime; all threads), counted after
+        # the parenthesised command name, which may itself contain spaces.
+        proc = Path(f"/proc/{server_pid}/stat").read_text().rsplit(")", 1)[1].split()
+        server_ticks = int(proc[11]) + int(proc[12])
+    except (OSError, ValueError, IndexError):
+        return None
+    own = os.times()
+    return CpuSnapshot(
+        wall=time.perf_counter(),
+        machine_busy=(user + nice + system + irq + softirq) / _CLOCK_TICKS,
+        machine_steal=steal / _CLOCK_TICKS,
+        server=server_ticks / _CLOCK_TICKS,
+        driver=own.user + own.system,
+    )
+
+
+def cpu_use(before: CpuSnapshot | None, after: CpuSnapshot | None) -> CpuUse | None:
+    if before is None or after is None:
+        return None
+    server = after.server - before.server
+    driver = after.driver - before.driver
+    return CpuUse(
+        wall_s=after.wall - before.wall,
+        server_s=server,
+        driver_s=driver,
+        other_s=max(0.0, after.machine_busy - before.machine_busy - server - driver),
+        steal_s=after.machine_steal - before.machine_steal,
+    )
 
 
 async def probe_health(client: httpx.AsyncClient, deadline: float, result: PhaseResult) -> None:
@@ -164,18 +227,23 @@ async def run_phase(
     rate: float,
     prober: httpx.AsyncClient,
     login_client: httpx.AsyncClient,
+    server_pid: int,
 ) -> PhaseResult:
     result = PhaseResult(kind=kind, round_no=round_no, duration_s=duration)
+    cpu_before = cpu_snapshot(server_pid)
     start = time.perf_counter()
     deadline = start + duration
     jobs = [probe_health(prober, deadline, result)]
     if kind == "loaded":
         jobs.append(drive_logins(login_client, start, deadline, rate, result))
     await asyncio.gather(*jobs)
+    result.cpu = cpu_use(cpu_before, cpu_snapshot(server_pid))
     return result
 
 
-async def run_rounds(base_url: str, rate: float, rounds: int, duration: float) -> list[PhaseResult]:
+async def run_rounds(
+    base_url: str, server_pid: int, rate: float, rounds: int, duration: float
+) -> list[PhaseResult]:
     # One keep-alive connection for the prober, so each probe is one request, not a handshake.
     prober = httpx.AsyncClient(
         base_url=base_url,
@@ -193,7 +261,9 @@ async def run_rounds(base_url: str, rate: float, rounds: int, duration: float) -
         for round_no in range(1, rounds + 1):
             for kind in ("idle", "loaded"):
                 results.append(
-                    await run_phase(kind, round_no, duration, rate, prober, login_client)
+                    await run_phase(
+                        kind, round_no, duration, rate, prober, login_client, server_pid
+                    )
                 )
         return results
 
@@ -308,7 +378,11 @@ def tail(path: Path, lines: int = 40) -> str:
 
 
 def build_report(
-    results: list[PhaseResult], args: argparse.Namespace, pinning: Pinning
+    results: list[PhaseResult],
+    args: argparse.Namespace,
+    pinning: Pinning,
+    load_before: tuple[float, float, float],
+    load_after: tuple[float, float, float],
 ) -> dict[str, Any]:
     idle = [r for r in results if r.kind == "idle"]
     loaded = [r for r in results if r.kind == "loaded"]
@@ -336,7 +410,7 @@ def build_report(
             "how": pinning.reason,
         },
         "python": sys.version.split()[0],
-        "platform": platform.platform(),
+        "platform": f"{platform.system()} {platform.release()} {platform.machine()}",
         "settings": {
             "rate_per_s": args.rate,
             "rounds": args.rounds,
@@ -370,9 +444,25 @@ def build_report(
                 "health_errors": r.health_errors,
                 "logins_sent": r.logins_sent,
                 "login_statuses": dict(r.login_statuses),
+                "cpu": cpu_percent(r.cpu),
             }
             for r in results
         ],
+        "load_average_before": list(load_before),
+        "load_average_after": list(load_after),
+    }
+
+
+def cpu_percent(use: CpuUse | None) -> dict[str, float] | None:
+    """CPU use of a phase in percent of one core (100 = one core fully busy)."""
+    if use is None or use.wall_s <= 0:
+        return None
+    return {
+        "wall_s": use.wall_s,
+        "server_pct": 100 * use.server_s / use.wall_s,
+        "driver_pct": 100 * use.driver_s / use.wall_s,
+        "other_pct": 100 * use.other_s / use.wall_s,
+        "steal_pct": 100 * use.steal_s / use.wall_s,
     }
 
 
@@ -415,12 +505,28 @@ def print_report(report: dict[str, Any]) -> None:
     if login["errors"]:
         print(f"login statuses: {login['statuses']}")
 
-    print("\nper round (health p50 / p99 ms):")
+    print("\nper round: health p50 / p99 ms; CPU in % of one core (server, driver, other programs)")
+    disturbed: list[str] = []
     for row in report["rounds"]:
         h = row["health"]
-        print(
+        line = (
             f"  round {row['round']} {row['phase']:<7} {h['p50_ms']:7.2f} / {h['p99_ms']:7.2f}"
             f"  ({h['samples']} samples)"
+        )
+        cpu = row["cpu"]
+        if cpu is not None:
+            line += (
+                f"  cpu server {cpu['server_pct']:3.0f}% driver {cpu['driver_pct']:3.0f}%"
+                f" other {cpu['other_pct']:3.0f}%"
+            )
+            if cpu["other_pct"] > OTHER_CPU_WARN_PCT or cpu["steal_pct"] > OTHER_CPU_WARN_PCT:
+                disturbed.append(f"round {row['round']} {row['phase']}")
+        print(line)
+    if disturbed:
+        print(
+            f"WARNING: other programs (or the hypervisor) took more than {OTHER_CPU_WARN_PCT:g}%"
+            f" of a core during {', '.join(disturbed)}: those figures are disturbed;"
+            " rerun on a quiet machine"
         )
     if not health["pass"]:
         print(f"\nFAIL: /health under login load exceeds {TARGET_RATIO:g}x its idle latency")
@@ -447,6 +553,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     pinning = choose_pinning()
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-login-load-") as tmp_name:
         tmp = Path(tmp_name)
         port = free_port()
@@ -458,10 +565,12 @@ def main(argv: list[str] | None = None) -> int:
                 os.sched_setaffinity(0, set(pinning.driver_cores))
             wait_until_healthy(base_url, server, log_path)
             register_user(base_url)
-            results = asyncio.run(run_rounds(base_url, args.rate, args.rounds, args.duration))
+            results = asyncio.run(
+                run_rounds(base_url, server.pid, args.rate, args.rounds, args.duration)
+            )
         finally:
             stop_server(server)
-    report = build_report(results, args, pinning)
+    report = build_report(results, args, pinning, load_before, os.getloadavg())
     print_report(report)
     out: Path = args.out
     out.parent.mkdir(parents=True, exist_ok=True)

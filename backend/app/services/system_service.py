@@ -6,17 +6,18 @@ import logging
 
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
+
+from app.database import SessionLocal
 
 logger = logging.getLogger(__name__)
 
 
-def database_ok(db: Session) -> bool:
-    """Run a trivial query; False (and a log line) when the database does not answer."""
+def database_ok() -> bool:
+    """Run a trivial query on a short session; False (and a log line) when it fails."""
     try:
-        db.execute(text("SELECT 1"))
+        with SessionLocal() as db:
+            db.execute(text("SELECT 1"))
     except SQLAlchemyError as exc:
         logger.error("Database health check failed: %s", exc.__class__.__name__)
-        db.rollback()
         return False
     return True

@@ -6,15 +6,15 @@ import logging
 from collections.abc import Iterator
 
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app import __version__
-from app.database import build_engine, get_db
+from app.database import build_engine
 from app.factory import create_app
 from app.models import User
+from app.services import system_service
 
 
 def test_health_ok(client: TestClient) -> None:
@@ -23,23 +23,15 @@ def test_health_ok(client: TestClient) -> None:
     assert response.json() == {"status": "ok", "version": __version__, "database": "ok"}
 
 
-def test_health_503_when_database_fails(app: FastAPI, client: TestClient) -> None:
+def test_health_503_when_database_fails(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A real engine pointed at a port where no database listens.
     broken = build_engine("postgresql+psycopg://nobody@127.0.0.1:9/none")
-    factory = sessionmaker(bind=broken)
-
-    def broken_db() -> Iterator[Session]:
-        session = factory()
-        try:
-            yield session
-        finally:
-            session.close()
-
-    app.dependency_overrides[get_db] = broken_db
+    monkeypatch.setattr(system_service, "SessionLocal", sessionmaker(bind=broken))
     try:
         response = client.get("/health")
     finally:
-        app.dependency_overrides.pop(get_db)
         broken.dispose()
     assert response.status_code == 503
     assert response.json() == {"status": "error", "version": __version__, "database": "error"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import os
 import re
@@ -79,6 +81,10 @@ class Settings(BaseSettings):
     MIGRATE_ON_START: bool = True
     MAX_JSON_BODY_BYTES: int = 1024 * 1024
     LOG_LEVEL: str = "INFO"
+    # Fernet key(s) for provider API keys at rest; unset -> derived from the secret key.
+    ENCRYPTION_KEY: str | None = None
+    LLM_CONNECT_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0, le=600)
+    LLM_IDLE_TIMEOUT_SECONDS: float = Field(default=120.0, gt=0, le=3600)
 
     @field_validator("CORS_ORIGINS", mode="before")
     @classmethod
@@ -103,6 +109,20 @@ class Settings(BaseSettings):
                 "unset it to have one generated"
             )
         return value
+
+    @field_validator("ENCRYPTION_KEY")
+    @classmethod
+    def _check_encryption_key(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "":
+            return None
+        keys = [part.strip() for part in value.split(",") if part.strip()]
+        for key in keys:
+            if not is_fernet_key(key):
+                raise ValueError(
+                    "ENCRYPTION_KEY must be one or more comma-separated Fernet keys "
+                    "(32 bytes, url-safe base64; see .env.example for how to make one)"
+                )
+        return ",".join(keys)
 
     @field_validator("LOGIN_RATE_LIMIT")
     @classmethod
@@ -138,6 +158,14 @@ class Settings(BaseSettings):
         if self.SECRET_KEY:
             return self.SECRET_KEY
         return load_or_create_secret(self.DATA_DIR / SECRET_KEY_FILE)
+
+
+def is_fernet_key(key: str) -> bool:
+    """True for a url-safe base64 encoding of 32 bytes (what `Fernet.generate_key()` returns)."""
+    try:
+        return len(base64.urlsafe_b64decode(key.encode("ascii"))) == 32
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        return False
 
 
 def load_or_create_secret(path: Path) -> str:

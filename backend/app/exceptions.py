@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
@@ -34,6 +35,10 @@ class AppError(Exception):
         self.code = code or self.code
         self.headers = headers or {}
         super().__init__(self.detail)
+
+    def rendered_detail(self) -> Any:
+        """What the response's `detail` holds (a message; subclasses may render a list)."""
+        return self.detail
 
 
 class BadRequest(AppError):
@@ -87,10 +92,58 @@ class TooManyRequests(AppError):
         self.retry_after = max(1, retry_after)
 
 
+@dataclass(frozen=True)
+class FieldError:
+    """One entry of a 422 list: `loc` like ("body", "api_key"), `type` like "missing"."""
+
+    loc: tuple[str | int, ...]
+    msg: str
+    type: str = "value_error"
+    ctx: dict[str, str] | None = None
+
+
+class InvalidFields(AppError):
+    """422 for a rule that needs more than the request body (e.g. the stored row), rendered in
+    FastAPI's validation shape so clients handle it like any other field error."""
+
+    status_code = 422
+    code = "validation_error"
+    detail = "Invalid input"
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        super().__init__("; ".join(f"{'.'.join(map(str, e.loc))}: {e.msg}" for e in errors))
+        self.errors = errors
+
+    def rendered_detail(self) -> Any:
+        rendered: list[dict[str, Any]] = []
+        for error in self.errors:
+            item: dict[str, Any] = {"type": error.type, "loc": list(error.loc), "msg": error.msg}
+            if error.ctx:
+                item["ctx"] = dict(error.ctx)
+            rendered.append(item)
+        return rendered
+
+
+class BadGateway(AppError):
+    """The upstream (a model provider) failed or could not be reached."""
+
+    status_code = 502
+    code = "bad_gateway"
+    detail = "The upstream service failed"
+
+
 class ServiceUnavailable(AppError):
     status_code = 503
     code = "service_unavailable"
     detail = "Service unavailable"
+
+
+class GatewayTimeout(AppError):
+    """The upstream (a model provider) did not answer in time."""
+
+    status_code = 504
+    code = "gateway_timeout"
+    detail = "The upstream service did not answer in time"
 
 
 _HTTP_CODES = {
@@ -126,7 +179,7 @@ def error_response(
 
 async def _app_error_handler(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
-    return error_response(exc.status_code, exc.detail, exc.code, exc.headers)
+    return error_response(exc.status_code, exc.rendered_detail(), exc.code, exc.headers)
 
 
 async def _http_error_handler(_request: Request, exc: Exception) -> JSONResponse:

@@ -2,9 +2,10 @@
 
 from fastapi import APIRouter
 
-from app.api import admin, auth
+from app.api import admin, auth, model_config
 
 api_router = APIRouter(prefix="/api")
 api_router.include_router(auth.public_router)
 api_router.include_router(auth.account_router)
 api_router.include_router(admin.router)
+api_router.include_router(model_config.router)

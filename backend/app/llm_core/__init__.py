@@ -1,6 +1,7 @@
 """Clients for remote inference APIs. Plain arguments in, dataclasses and async iterators out:
 no FastAPI, no ORM. Chat, playground and serving call only this package."""
 
+from app.llm_core.base import BaseClient
 from app.llm_core.client import LLMClient
 from app.llm_core.errors import (
     LLMAuthError,
@@ -13,6 +14,8 @@ from app.llm_core.errors import (
     LLMUpstreamError,
 )
 from app.llm_core.providers import MODEL_PROVIDERS, ProviderSpec, normalize_endpoint
+from app.llm_core.retry import RetryPolicy
+from app.llm_core.think_parser import ThinkParser, split_think
 from app.llm_core.types import (
     ChatChunk,
     ChatMessage,
@@ -26,6 +29,7 @@ from app.llm_core.types import (
 
 __all__ = [
     "MODEL_PROVIDERS",
+    "BaseClient",
     "ChatChunk",
     "ChatMessage",
     "ChatResult",
@@ -42,7 +46,10 @@ __all__ = [
     "LLMUpstreamError",
     "ModelInfo",
     "ProviderSpec",
+    "RetryPolicy",
     "TextPart",
+    "ThinkParser",
     "Usage",
     "normalize_endpoint",
+    "split_think",
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 
 from app.llm_core.types import ChatChunk, ChatMessage, ChatResult, GenerationParams, ModelInfo
 
@@ -12,6 +12,7 @@ class BaseClient(ABC):
     """One endpoint with one credential; use as an async context manager or call aclose()."""
 
     provider: str
+    base_url: str  # normalised, as the client uses it
 
     @abstractmethod
     async def chat(
@@ -22,8 +23,10 @@ class BaseClient(ABC):
     @abstractmethod
     def stream(
         self, model: str, messages: Sequence[ChatMessage], params: GenerationParams | None = None
-    ) -> AsyncIterator[ChatChunk]:
-        """Deltas as they arrive; closing the iterator early closes the upstream response."""
+    ) -> AsyncGenerator[ChatChunk, None]:
+        """Deltas as they arrive. Stopping early (aclose(), `contextlib.aclosing`, cancellation,
+        or a `break` once the generator is dropped) closes the upstream response at once.
+        Errors raised before the first chunk may have been retried; after it, never."""
 
     @abstractmethod
     async def list_models(self) -> list[ModelInfo]:

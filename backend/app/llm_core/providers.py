@@ -11,6 +11,8 @@ Protocol = Literal["openai", "ollama"]
 
 @dataclass(frozen=True)
 class ProviderSpec:
+    """A provider in the registry: how to talk to it and what it accepts."""
+
     key: str
     display_name: str
     protocol: Protocol
@@ -58,9 +60,16 @@ def get_provider(key: str) -> ProviderSpec:
     return MODEL_PROVIDERS[key]
 
 
+# What users paste after the base URL: the URL of one operation rather than of the API.
+_OPENAI_OPERATION_SUFFIXES = ("/chat/completions", "/completions", "/models")
+_OLLAMA_SUFFIXES = ("/api/chat", "/api/generate", "/api/tags", "/api", "/v1")
+
+
 def normalize_endpoint(provider: str, endpoint: str) -> str:
-    """A canonical base URL: no trailing slash; OpenAI-style APIs end in /v1 (added when the path
-    is empty); Ollama's base is the server root (a trailing /api is dropped)."""
+    """A canonical base URL: no trailing slash, no pasted operation path (/chat/completions,
+    /models); OpenAI-style APIs end in /v1 (added when the path is empty); Ollama's base is the
+    server root (a trailing /api, /api/chat, /api/tags or the OpenAI-compatible /v1 is dropped,
+    because the client speaks Ollama's native API)."""
     url = endpoint.strip()
     if "://" not in url:
         url = "http://" + url
@@ -68,8 +77,17 @@ def normalize_endpoint(provider: str, endpoint: str) -> str:
     path = parts.path.rstrip("/")
     spec = MODEL_PROVIDERS.get(provider)
     if spec is not None and spec.protocol == "ollama":
-        if path.endswith("/api"):
-            path = path[: -len("/api")]
-    elif path == "":
-        path = "/v1"
-    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), path, "", ""))
+        for suffix in _OLLAMA_SUFFIXES:
+            if path.endswith(suffix):
+                path = path[: -len(suffix)].rstrip("/")
+                break
+    else:
+        for suffix in _OPENAI_OPERATION_SUFFIXES:
+            if path.endswith(suffix):
+                path = path[: -len(suffix)].rstrip("/")
+                break
+        if path == "":
+            path = "/v1"
+    userinfo, at, host = parts.netloc.rpartition("@")
+    netloc = userinfo + at + host.lower()  # the host is case-insensitive, a password is not
+    return urlunsplit((parts.scheme.lower(), netloc, path, "", ""))

@@ -10,6 +10,8 @@ Role = Literal["system", "user", "assistant"]
 
 @dataclass(frozen=True)
 class TextPart:
+    """A piece of text in a multi-part message."""
+
     text: str
     type: Literal["text"] = "text"
 
@@ -24,6 +26,8 @@ class ImagePart:
 
 @dataclass(frozen=True)
 class ChatMessage:
+    """One turn of the conversation: plain text, or text and image parts."""
+
     role: Role
     content: str | list[TextPart | ImagePart]
 
@@ -49,6 +53,8 @@ class GenerationParams:
 
 @dataclass(frozen=True)
 class Usage:
+    """Token counts as the provider reported them."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
 
@@ -59,6 +65,8 @@ class Usage:
 
 @dataclass(frozen=True)
 class ChatResult:
+    """A complete answer: reasoning split from content; latency covers retries too."""
+
     content: str
     reasoning: str
     usage: Usage | None
@@ -69,7 +77,10 @@ class ChatResult:
 
 @dataclass(frozen=True)
 class ChatChunk:
-    """One streamed delta: exactly one of reasoning / content / usage (/ finish_reason) is set."""
+    """One streamed delta: exactly one of reasoning / content / usage (/ finish_reason) is set.
+
+    A successful stream ends with at most one "usage" chunk followed by exactly one "finish"
+    chunk (finish_reason None when the provider did not say)."""
 
     kind: Literal["reasoning", "content", "usage", "finish"]
     text: str = ""
@@ -79,6 +90,9 @@ class ChatChunk:
 
 @dataclass(frozen=True)
 class ModelInfo:
+    """One entry of a provider's model list; `extra` holds what else it told (Ollama's
+    details and size, OpenAI's created)."""
+
     id: str
     owned_by: str | None = None
     extra: dict[str, object] = field(default_factory=dict)

@@ -1,6 +1,15 @@
 """All tables, imported here so that Alembic sees the full metadata."""
 
 from app.models.auth_token import PasswordResetToken, RefreshToken
+from app.models.model_config import AppState, ModelConfig, ProviderModel
 from app.models.user import User, UserRole
 
-__all__ = ["PasswordResetToken", "RefreshToken", "User", "UserRole"]
+__all__ = [
+    "AppState",
+    "ModelConfig",
+    "PasswordResetToken",
+    "ProviderModel",
+    "RefreshToken",
+    "User",
+    "UserRole",
+]

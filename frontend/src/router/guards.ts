@@ -17,6 +17,8 @@ declare module 'vue-router' {
     admin?: boolean
     /** Page title key in the locale files. */
     title?: string
+    /** Page text modules (locales/<lang>/<name>.ts) to load before the page shows. */
+    i18n?: string[]
   }
 }
 

@@ -1,6 +1,6 @@
 import { createRouter, createWebHistory, type RouteRecordRaw } from 'vue-router'
 
-import { i18n } from '@/locales'
+import { i18n, loadPageMessages } from '@/locales'
 import { useAuthStore } from '@/store'
 
 import { resolveNavigation } from './guards'
@@ -38,13 +38,19 @@ export const routes: RouteRecordRaw[] = [
         path: '',
         name: 'dashboard',
         component: () => import('@/views/Dashboard.vue'),
-        meta: { title: 'nav.dashboard' },
+        meta: { title: 'nav.dashboard', i18n: ['dashboard', 'admin', 'modelConfig'] },
+      },
+      {
+        path: 'models',
+        name: 'model-config',
+        component: () => import('@/views/ModelConfig.vue'),
+        meta: { title: 'nav.modelConfig', i18n: ['modelConfig'] },
       },
       {
         path: 'admin',
         name: 'admin',
         component: () => import('@/views/AdminPanel.vue'),
-        meta: { admin: true, title: 'nav.admin' },
+        meta: { admin: true, title: 'nav.admin', i18n: ['admin'] },
       },
     ],
   },
@@ -64,7 +70,9 @@ export const router = createRouter({
 router.beforeEach(async (to) => {
   const auth = useAuthStore()
   await auth.restore()
-  return resolveNavigation(to, auth)
+  const verdict = resolveNavigation(to, auth)
+  if (verdict === true && to.meta.i18n) await Promise.all(to.meta.i18n.map(loadPageMessages))
+  return verdict
 })
 
 router.afterEach((to) => {

@@ -1,5 +1,6 @@
 /**
- * Starts the real backend on a free port with a fresh SQLite database, serving frontend/dist.
+ * Starts the real backend on a free port with a fresh SQLite database, serving frontend/dist,
+ * and the mock OpenAI-compatible upstream (backend/tests/upstream.py) on another free port.
  * Skips the suite loudly when Chromium is missing, unless E2E_REQUIRED=1 (CI), which fails it.
  */
 import { type ChildProcess, spawn } from 'node:child_process'
@@ -18,6 +19,8 @@ declare module 'vitest' {
   export interface ProvidedContext {
     baseURL: string
     skipReason: string
+    /** The mock upstream's root (its API is under /v1); '' when it could not be started. */
+    upstreamURL: string
   }
 }
 
@@ -33,19 +36,77 @@ function freePort(): Promise<number> {
   })
 }
 
-async function waitForHealth(url: string, child: ChildProcess, log: () => string): Promise<void> {
+/** Poll `url` until it answers with `accept`, failing early if `child` exits. */
+async function waitFor(
+  url: string,
+  child: ChildProcess,
+  what: string,
+  log: () => string,
+  accept: (response: Response) => boolean = (response) => response.ok,
+): Promise<void> {
   const deadline = Date.now() + 60_000
   while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`backend exited early:\n${log()}`)
+    if (child.exitCode !== null) throw new Error(`${what} exited early:\n${log()}`)
     try {
-      const response = await fetch(`${url}/health`)
-      if (response.ok) return
+      if (accept(await fetch(url))) return
     } catch {
       // not listening yet
     }
     await new Promise((r) => setTimeout(r, 250))
   }
-  throw new Error(`backend did not become healthy:\n${log()}`)
+  throw new Error(`${what} did not come up:\n${log()}`)
+}
+
+interface Server {
+  child: ChildProcess
+  log: () => string
+}
+
+function start(command: string, args: string[], cwd: string, env: NodeJS.ProcessEnv): Server {
+  let output = ''
+  const child = spawn(command, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] })
+  const collect = (chunk: Buffer) => {
+    output = (output + chunk.toString()).slice(-20_000)
+  }
+  child.stdout?.on('data', collect)
+  child.stderr?.on('data', collect)
+  return { child, log: () => output }
+}
+
+async function stop(server: Server | undefined): Promise<void> {
+  if (!server || server.child.exitCode !== null) return
+  server.child.kill('SIGTERM')
+  await new Promise((r) => setTimeout(r, 500))
+  if (server.child.exitCode === null) server.child.kill('SIGKILL')
+}
+
+/**
+ * The mock upstream the model config specs point configs at. Missing (it lives with the
+ * backend's tests): those specs skip, unless E2E_REQUIRED=1, which fails the run.
+ */
+async function startUpstream(python: string): Promise<{ server?: Server; url: string }> {
+  if (!existsSync(join(ROOT, 'backend', 'tests', 'upstream.py'))) {
+    const message = 'backend/tests/upstream.py is missing: the model config specs cannot run'
+    if (process.env.E2E_REQUIRED === '1') throw new Error(`${message}; E2E_REQUIRED=1`)
+    console.warn(`\n!! ${message}\n`)
+    return { url: '' }
+  }
+  const port = await freePort()
+  const url = `http://127.0.0.1:${port}`
+  const server = start(
+    python,
+    ['-m', 'tests.upstream', '--port', String(port)],
+    join(ROOT, 'backend'),
+    { ...process.env, PYTHONUNBUFFERED: '1' },
+  )
+  try {
+    // Any HTTP answer means it is listening (the model list may want a key).
+    await waitFor(`${url}/v1/models`, server.child, 'mock upstream', server.log, () => true)
+  } catch (error) {
+    await stop(server)
+    throw error
+  }
+  return { server, url }
 }
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
@@ -55,6 +116,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
     console.warn(`\n${'!'.repeat(78)}\n!! E2E SUITE SKIPPED: ${message}\n${'!'.repeat(78)}\n`)
     project.provide('skipReason', message)
     project.provide('baseURL', '')
+    project.provide('upstreamURL', '')
     return async () => undefined
   }
   const dist = join(ROOT, 'frontend', 'dist', 'index.html')
@@ -62,13 +124,16 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const uvicorn = join(ROOT, '.venv', 'bin', 'uvicorn')
   if (!existsSync(uvicorn)) throw new Error('.venv is missing: run `make setup` first')
 
+  const python = join(ROOT, '.venv', 'bin', 'python')
+
   const workdir = mkdtempSync(join(tmpdir(), 'modeltrain-e2e-'))
   const port = await freePort()
   const baseURL = `http://127.0.0.1:${port}`
-  let output = ''
-  const child = spawn(uvicorn, ['main:app', '--host', '127.0.0.1', '--port', String(port)], {
-    cwd: join(ROOT, 'backend'),
-    env: {
+  const backend = start(
+    uvicorn,
+    ['main:app', '--host', '127.0.0.1', '--port', String(port)],
+    join(ROOT, 'backend'),
+    {
       ...process.env,
       MODELTRAIN_ENV_FILE: '',
       DATABASE_URL: `sqlite:///${join(workdir, 'e2e.db')}`,
@@ -77,21 +142,23 @@ export default async function setup(project: TestProject): Promise<() => Promise
       PUBLIC_URL: baseURL,
       LOG_LEVEL: 'WARNING',
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  const collect = (chunk: Buffer) => {
-    output = (output + chunk.toString()).slice(-20_000)
+  )
+  let upstream: Server | undefined
+  try {
+    await waitFor(`${baseURL}/health`, backend.child, 'backend', backend.log)
+    const started = await startUpstream(python)
+    upstream = started.server
+    project.provide('upstreamURL', started.url)
+  } catch (error) {
+    await Promise.all([stop(backend), stop(upstream)])
+    rmSync(workdir, { recursive: true, force: true })
+    throw error
   }
-  child.stdout?.on('data', collect)
-  child.stderr?.on('data', collect)
-  await waitForHealth(baseURL, child, () => output)
   project.provide('baseURL', baseURL)
   project.provide('skipReason', '')
 
   return async () => {
-    child.kill('SIGTERM')
-    await new Promise((r) => setTimeout(r, 500))
-    if (child.exitCode === null) child.kill('SIGKILL')
+    await Promise.all([stop(backend), stop(upstream)])
     rmSync(workdir, { recursive: true, force: true })
   }
 }

@@ -19,6 +19,7 @@ const en: typeof common = {
   nav: {
     dashboard: 'Dashboard',
     admin: 'Users',
+    modelConfig: 'Model configs',
     apiDocs: 'API docs',
     changePassword: 'Change password',
     logout: 'Sign out',
@@ -54,6 +55,16 @@ const en: typeof common = {
     user_not_found: 'User not found',
     payload_too_large: 'The request is too large',
     internal_error: 'Internal server error',
+    model_config_not_found: 'This model config does not exist or was deleted',
+    api_key_unreadable:
+      'The saved API key cannot be read (the server key may have changed); enter the key again',
+    provider_unreachable: 'Cannot reach the model provider; check the endpoint',
+    provider_auth_failed: 'The provider refused the credentials; check the API key',
+    provider_rate_limited: 'The provider is rate limiting requests; try again later',
+    provider_error: 'The provider returned an error',
+    provider_bad_request: 'The provider refused the request; check the model name and parameters',
+    provider_timeout: 'The provider did not answer in time',
+    context_too_long: "The input is longer than the model's context window",
     field: {
       passwordCommon: 'This password is too common; choose a less guessable one',
       nicknameLength: 'Nickname must be {a}-{b} characters',

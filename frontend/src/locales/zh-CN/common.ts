@@ -17,6 +17,7 @@ export default {
   nav: {
     dashboard: '仪表盘',
     admin: '用户管理',
+    modelConfig: '模型配置',
     apiDocs: 'API 文档',
     changePassword: '修改密码',
     logout: '退出登录',
@@ -52,6 +53,15 @@ export default {
     user_not_found: '用户不存在',
     payload_too_large: '提交的内容过大',
     internal_error: '服务器内部错误',
+    model_config_not_found: '模型配置不存在或已被删除',
+    api_key_unreadable: '无法读取已保存的 API 密钥（服务器密钥可能已更换），请重新填写密钥',
+    provider_unreachable: '无法连接模型服务，请检查接口地址',
+    provider_auth_failed: '模型服务拒绝了认证，请检查 API 密钥',
+    provider_rate_limited: '模型服务请求过于频繁，请稍后再试',
+    provider_error: '模型服务返回了错误',
+    provider_bad_request: '模型服务拒绝了请求，请检查模型名称和参数',
+    provider_timeout: '模型服务响应超时',
+    context_too_long: '输入内容超出了模型的上下文长度',
     field: {
       passwordCommon: '密码过于常见，请换一个不易猜到的密码',
       nicknameLength: '昵称长度需为 {a}-{b} 个字符',

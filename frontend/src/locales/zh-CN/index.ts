@@ -1,6 +1,4 @@
-import admin from './admin'
 import auth from './auth'
 import common from './common'
-import dashboard from './dashboard'
 
-export default { ...common, auth, admin, dashboard }
+export default { ...common, auth }

@@ -93,6 +93,7 @@ format: backend-setup frontend-setup
 
 bench: backend-setup frontend-setup
 	$(BIN)/python bench/login_load.py
+	$(BIN)/python bench/llm_core_overhead.py
 	cd frontend && npm run size
 
 clean:

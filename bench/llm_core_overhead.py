@@ -26,8 +26,6 @@ import gc
 import json
 import os
 import platform
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from benchlib import Pinning, choose_pinning, free_port, percentile, stop_process, tail
 
 REPO = Path(__file__).resolve().parent.parent
 BACKEND = REPO / "backend"
@@ -45,6 +44,7 @@ PYTHON = REPO / ".venv" / "bin" / "python"
 DEFAULT_OUT = REPO / "bench" / "results" / "llm_core_overhead.json"
 
 sys.path.insert(0, str(BACKEND))
+
 from app.llm_core import ChatMessage, LLMClient  # noqa: E402
 
 TARGET_P50_MS = 1.0
@@ -55,18 +55,6 @@ MESSAGES = [ChatMessage(role="user", content="Stream me some tokens, please.")]
 
 
 # --------------------------------------------------------------------------- statistics
-
-
-def percentile(values: list[float], pct: float) -> float:
-    """The pct-th percentile by linear interpolation between closest ranks (numpy's default,
-    Hyndman & Fan type 7). An empty list gives NaN."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    h = (len(ordered) - 1) * pct / 100.0
-    low = int(h)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (h - low) * (ordered[high] - ordered[low])
 
 
 def summarise(ms: list[float]) -> dict[str, float | int]:
@@ -221,34 +209,6 @@ def other_cpu_pct(
 # --------------------------------------------------------------------------- the mock server
 
 
-@dataclass(frozen=True)
-class Pinning:
-    used: bool
-    server_cores: list[int] | None
-    driver_cores: list[int] | None
-    reason: str
-
-
-def choose_pinning() -> Pinning:
-    """On two or more cores: the mock server on the first core, this driver on the second."""
-    cpu_count = os.cpu_count() or 1
-    if cpu_count < 2:
-        return Pinning(False, None, None, f"only {cpu_count} CPU")
-    if shutil.which("taskset") is None or not hasattr(os, "sched_setaffinity"):
-        return Pinning(False, None, None, "taskset or sched_setaffinity not available")
-    allowed = sorted(os.sched_getaffinity(0))
-    if len(allowed) < 2:
-        return Pinning(False, None, None, f"this process may use only CPU {allowed}")
-    return Pinning(True, [allowed[0]], [allowed[1]], "taskset + sched_setaffinity")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def start_mock(port: int, pinning: Pinning, log_path: Path) -> subprocess.Popen[bytes]:
     command = [str(PYTHON), "-m", "tests.upstream", "--port", str(port)]
     if pinning.used and pinning.server_cores:
@@ -268,23 +228,6 @@ def wait_until_up(base_url: str, server: subprocess.Popen[bytes], log_path: Path
                     return
             time.sleep(0.1)
     raise RuntimeError(f"mock not up after {STARTUP_TIMEOUT_S:.0f} s:\n{tail(log_path)}")
-
-
-def stop(server: subprocess.Popen[bytes]) -> None:
-    if server.poll() is None:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-
-
-def tail(path: Path, lines: int = 40) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 # --------------------------------------------------------------------------- report
@@ -442,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
             other_pct = other_cpu_pct(before, cpu_snapshot(server.pid))
             creation = asyncio.run(client_creation_ms(base_url + "/v1"))
         finally:
-            stop(server)
+            stop_process(server)
     report = build_report(series, creation, args, pinning, other_pct)
     print_report(report)
     out: Path = args.out

@@ -20,8 +20,6 @@ import contextlib
 import json
 import os
 import platform
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from benchlib import Pinning, choose_pinning, free_port, percentile, stop_process, tail
 
 REPO = Path(__file__).resolve().parent.parent
 BACKEND = REPO / "backend"
@@ -52,23 +51,6 @@ BENCH_PASSWORD = "bench-load-Pass-1"
 
 
 # --------------------------------------------------------------------------- statistics
-
-
-def percentile(values: list[float], pct: float) -> float:
-    """The pct-th percentile by linear interpolation between closest ranks.
-
-    This is Hyndman & Fan type 7 (numpy's default, "linear"): with the samples sorted as
-    x[0] <= ... <= x[n-1], the position is h = (n - 1) * pct / 100 and the result is
-    x[floor(h)] + (h - floor(h)) * (x[floor(h) + 1] - x[floor(h)]). p0 is the minimum and
-    p100 the maximum. An empty list gives NaN.
-    """
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    h = (len(ordered) - 1) * pct / 100.0
-    low = int(h)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (h - low) * (ordered[high] - ordered[low])
 
 
 def summarise(latencies_s: list[float]) -> dict[str, float | int]:
@@ -282,34 +264,6 @@ async def warm_up(prober: httpx.AsyncClient, login_client: httpx.AsyncClient) ->
 # --------------------------------------------------------------------------- the server
 
 
-@dataclass(frozen=True)
-class Pinning:
-    used: bool
-    server_cores: list[int] | None
-    driver_cores: list[int] | None
-    reason: str
-
-
-def choose_pinning() -> Pinning:
-    """On two or more cores: the server on the first core, this driver on the second."""
-    cpu_count = os.cpu_count() or 1
-    if cpu_count < 2:
-        return Pinning(False, None, None, f"only {cpu_count} CPU")
-    if shutil.which("taskset") is None or not hasattr(os, "sched_setaffinity"):
-        return Pinning(False, None, None, "taskset or sched_setaffinity not available")
-    allowed = sorted(os.sched_getaffinity(0))
-    if len(allowed) < 2:
-        return Pinning(False, None, None, f"this process may use only CPU {allowed}")
-    return Pinning(True, [allowed[0]], [allowed[1]], "taskset + sched_setaffinity")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def start_server(tmp: Path, port: int, pinning: Pinning, log_path: Path) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
@@ -355,23 +309,6 @@ def register_user(base_url: str) -> None:
         )
         if response.status_code != 201:
             raise RuntimeError(f"register failed: {response.status_code} {response.text}")
-
-
-def stop_server(server: subprocess.Popen[bytes]) -> None:
-    if server.poll() is None:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-
-
-def tail(path: Path, lines: int = 40) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no server log)"
 
 
 # --------------------------------------------------------------------------- report
@@ -569,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
                 run_rounds(base_url, server.pid, args.rate, args.rounds, args.duration)
             )
         finally:
-            stop_server(server)
+            stop_process(server)
     report = build_report(results, args, pinning, load_before, os.getloadavg())
     print_report(report)
     out: Path = args.out

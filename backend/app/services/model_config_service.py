@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -224,6 +225,7 @@ _PARAM_COLUMNS = ("temperature", "max_tokens", "top_p", "top_k")
 def _apply(row: ModelConfig, changes: dict[str, Any], *, is_new: bool) -> None:
     """Write validated input onto `row`, then check the row as a whole (status 1 rules)."""
     old_provider = None if is_new else row.provider
+    old_origin = None if is_new else _origin(row.endpoint)
     if "name" in changes:
         row.name = changes["name"]
     if "provider" in changes:
@@ -248,6 +250,10 @@ def _apply(row: ModelConfig, changes: dict[str, Any], *, is_new: bool) -> None:
         row.api_key_encrypted = None
     elif api_key is not None:
         row.api_key_encrypted = encrypt_secret(api_key)
+    elif old_origin is not None and _origin(row.endpoint) != old_origin:
+        # A stored key only ever goes to the host it was entered for: pointing a config at
+        # another host (by anyone, owner included) would hand the key to that host.
+        row.api_key_encrypted = None
 
     if "model" in changes:
         row.model = changes["model"] or None
@@ -268,6 +274,11 @@ def _apply(row: ModelConfig, changes: dict[str, Any], *, is_new: bool) -> None:
 
     if row.status == 1:
         _check_usable(row)
+
+
+def _origin(endpoint: str) -> tuple[str, str]:
+    parts = urlsplit(endpoint)
+    return parts.scheme, parts.netloc
 
 
 def _check_usable(row: ModelConfig) -> None:

@@ -414,7 +414,8 @@ def test_put_replaces_every_field(
     assert out["params"] == {"temperature": None, "max_tokens": None, "top_p": None, "top_k": None}
     assert out["capabilities"] == {"vision": False, "reasoning": False}
     assert out["description"] is None
-    assert out["has_api_key"] is True  # api_key left out: the stored key stays
+    # api_key left out keeps a key only on the same host: the OpenAI key is not sent to DeepSeek.
+    assert out["has_api_key"] is False
     assert out["created_at"] == config["created_at"]
     assert out["updated_at"] >= config["updated_at"]
 
@@ -546,6 +547,34 @@ def test_put_and_patch_key_semantics(
     assert again.json()["api_key_masked"] == "sk-…A1B2"
     removed_by_put = client.put(path, json={**VALID, "api_key": ""}, headers=user_headers)
     assert removed_by_put.json()["has_api_key"] is False
+
+
+def test_stored_key_never_follows_the_config_to_another_host(
+    client: TestClient, user_headers: dict[str, str], admin_headers: dict[str, str]
+) -> None:
+    config = _create(client, user_headers)
+    path = f"{BASE}/{config['id']}"
+    same_host = client.patch(
+        path, json={"endpoint": "https://api.openai.com/v1beta"}, headers=user_headers
+    )
+    assert same_host.json()["has_api_key"] is True  # another path on the same host keeps it
+    # An admin (or the owner) pointing the config elsewhere would hand the key to that host.
+    moved = client.patch(
+        path, json={"endpoint": "https://collector.example.net/v1"}, headers=admin_headers
+    )
+    assert moved.status_code == 200
+    assert moved.json()["has_api_key"] is False and moved.json()["api_key_masked"] is None
+    enabled = client.patch(
+        path, json={"endpoint": "https://api.openai.com/v1", "status": 1}, headers=user_headers
+    )
+    assert enabled.status_code == 422
+    assert enabled.json()["detail"][0]["loc"] == ["body", "api_key"]
+    with_key = client.patch(
+        path,
+        json={"endpoint": "https://proxy.example.org/v1", "api_key": KEY, "status": 1},
+        headers=user_headers,
+    )
+    assert with_key.status_code == 200 and with_key.json()["api_key_masked"] == "sk-…A1B2"
 
 
 def test_unreadable_key_after_encryption_key_change(

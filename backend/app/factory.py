@@ -20,7 +20,7 @@ from app.logging_setup import configure_logging
 from app.middleware import BodyLimitMiddleware
 from app.migrations import upgrade_head
 from app.request_context import REQUEST_ID_HEADER, RequestIdMiddleware
-from app.services import auth_service, model_config_service
+from app.services import auth_service, model_config_service, prompt_service
 from app.spa import mount_spa
 
 logger = logging.getLogger(__name__)
@@ -36,6 +36,7 @@ def startup() -> None:
         auth_service.ensure_default_admin(db)
         # After the admin: the templates are owned by it. Once per database (app_state marker).
         model_config_service.seed_default_templates(db)
+        prompt_service.seed_builtin_prompts(db)
     limit, window = settings.login_rate
     auth_service.login_failures.configure(limit, window)
     auth_service.reset_requests.configure(limit, window)

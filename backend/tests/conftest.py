@@ -42,7 +42,7 @@ from app.config import settings  # noqa: E402
 from app.database import Base, SessionLocal, engine, session_scope  # noqa: E402
 from app.factory import create_app  # noqa: E402
 from app.migrations import upgrade_head  # noqa: E402
-from app.services import auth_service, model_config_service  # noqa: E402
+from app.services import auth_service, model_config_service, prompt_service  # noqa: E402
 from tests.factories import DEFAULT_PASSWORD, auth_headers, make_user  # noqa: E402
 
 
@@ -88,6 +88,7 @@ def clean_state(app: FastAPI) -> Iterator[None]:
     with session_scope() as db:
         auth_service.ensure_default_admin(db)
         model_config_service.seed_default_templates(db)
+        prompt_service.seed_builtin_prompts(db)
     auth_service.login_failures.clear()
     auth_service.reset_requests.clear()
     auth_service._default_password_checks.clear()

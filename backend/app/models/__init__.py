@@ -2,6 +2,7 @@
 
 from app.models.auth_token import PasswordResetToken, RefreshToken
 from app.models.model_config import AppState, ModelConfig, ProviderModel
+from app.models.system_prompt import SystemPrompt
 from app.models.user import User, UserRole
 
 __all__ = [
@@ -10,6 +11,7 @@ __all__ = [
     "PasswordResetToken",
     "ProviderModel",
     "RefreshToken",
+    "SystemPrompt",
     "User",
     "UserRole",
 ]

@@ -10,14 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -44,7 +44,7 @@ from app.llm_core import (
 )
 from app.llm_core.base import BaseClient
 from app.llm_core.errors import scrub
-from app.models import AppState, ModelConfig, ProviderModel, User, UserRole
+from app.models import ModelConfig, ProviderModel, User
 from app.schemas.model_config import (
     Capabilities,
     ConnectionTest,
@@ -58,6 +58,7 @@ from app.schemas.model_config import (
     RefreshModelsRequest,
     RemoteModel,
 )
+from app.services.seeding import seed_once
 from app.utils.crypto import SecretUnreadable, decrypt_secret, encrypt_secret, mask_secret
 
 logger = logging.getLogger(__name__)
@@ -398,67 +399,38 @@ TEMPLATES: tuple[_Template, ...] = (
 )
 
 
-def _template_owner(db: Session) -> User | None:
-    """The protected default admin, else the longest-standing admin."""
-    return db.scalar(
-        select(User)
-        .where(User.role == UserRole.ADMIN.value)
-        .order_by(User.is_protected.desc(), User.id)
-        .limit(1)
-    )
-
-
 def seed_default_templates(db: Session) -> int:
     """Create the default templates once per database (all status 0); returns how many.
+    A template a user deleted is not re-created (see services/seeding.py)."""
 
-    A marker in app_state records that seeding happened, so a template a user deleted is not
-    re-created at the next start. Safe against a second server starting at the same moment:
-    the marker and template_key are unique, and the loser's savepoint is rolled back."""
-    if db.get(AppState, SEED_MARKER) is not None:
-        return 0
-    owner = _template_owner(db)
-    if owner is None:
-        logger.warning("No admin account exists; default model templates not created yet")
-        return 0
-    present = set(
-        db.scalars(select(ModelConfig.template_key).where(ModelConfig.template_key.is_not(None)))
-    )
-    created = 0
-    now = utcnow()
-    try:
-        with db.begin_nested():
-            for template in TEMPLATES:
-                if template.key in present:
-                    continue
-                db.add(
-                    ModelConfig(
-                        owner_id=owner.id,
-                        name=template.name,
-                        provider=template.provider,
-                        endpoint=normalize_endpoint(
-                            template.provider,
-                            template.endpoint
-                            or MODEL_PROVIDERS[template.provider].default_endpoint,
-                        ),
-                        model=template.model,
-                        capability_vision=template.vision,
-                        capability_reasoning=template.reasoning,
-                        status=0,
-                        description=template.description,
-                        template_key=template.key,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
-                created += 1
-            db.add(AppState(key=SEED_MARKER, value=now.isoformat(), updated_at=now))
-            db.flush()
-    except IntegrityError:
-        logger.info("Default model templates were seeded by another process")
-        return 0
-    if created:
-        logger.info("Created %d default model config templates (disabled)", created)
-    return created
+    def build(owner: User, now: datetime) -> Iterator[ModelConfig]:
+        present = set(
+            db.scalars(
+                select(ModelConfig.template_key).where(ModelConfig.template_key.is_not(None))
+            )
+        )
+        for template in TEMPLATES:
+            if template.key in present:
+                continue
+            yield ModelConfig(
+                owner_id=owner.id,
+                name=template.name,
+                provider=template.provider,
+                endpoint=normalize_endpoint(
+                    template.provider,
+                    template.endpoint or MODEL_PROVIDERS[template.provider].default_endpoint,
+                ),
+                model=template.model,
+                capability_vision=template.vision,
+                capability_reasoning=template.reasoning,
+                status=0,
+                description=template.description,
+                template_key=template.key,
+                created_at=now,
+                updated_at=now,
+            )
+
+    return seed_once(db, SEED_MARKER, "default model config templates (disabled)", build)
 
 
 # ------------------------------------------------------------------ provider calls

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Text, cast, false, func, or_, select, true
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.database import utcnow
 from app.exceptions import AppError, FieldError, InvalidFields, NotFound, PermissionDenied
-from app.models import AppState, SystemPrompt, User, UserRole
+from app.models import SystemPrompt, User
 from app.schemas.common import Page
 from app.schemas.model_config import OwnerRef
 from app.schemas.system_prompt import (
@@ -35,6 +36,7 @@ from app.schemas.system_prompt import (
     ValidateResponse,
 )
 from app.services import prompt_format
+from app.services.seeding import seed_once
 
 logger = logging.getLogger(__name__)
 
@@ -401,59 +403,31 @@ TEMPLATES: tuple[_Template, ...] = (
 )
 
 
-def _template_owner(db: Session) -> User | None:
-    """The protected default admin, else the longest-standing admin."""
-    return db.scalar(
-        select(User)
-        .where(User.role == UserRole.ADMIN.value)
-        .order_by(User.is_protected.desc(), User.id)
-        .limit(1)
-    )
-
-
 def seed_builtin_prompts(db: Session) -> int:
     """Create the built-in templates once per database; returns how many.
+    A built-in an admin deleted is not re-created (see services/seeding.py)."""
 
-    A marker in app_state records that seeding happened, so a built-in an admin deleted is not
-    re-created at the next start. Safe against a second server starting at the same moment: the
-    marker and builtin_key are unique, and the loser's savepoint is rolled back."""
-    if db.get(AppState, SEED_MARKER) is not None:
-        return 0
-    owner = _template_owner(db)
-    if owner is None:
-        logger.warning("No admin account exists; built-in system prompts not created yet")
-        return 0
-    present = set(
-        db.scalars(select(SystemPrompt.builtin_key).where(SystemPrompt.builtin_key.is_not(None)))
-    )
-    created = 0
-    now = utcnow()
-    try:
-        with db.begin_nested():
-            for template in TEMPLATES:
-                if template.key in present:
-                    continue
-                db.add(
-                    SystemPrompt(
-                        owner_id=owner.id,
-                        name=template.name,
-                        content=template.content,
-                        category=template.category,
-                        tags=list(template.tags),
-                        format=template.format,
-                        variables=prompt_format.find_variables(template.content, template.format),
-                        is_shared=True,
-                        builtin_key=template.key,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
-                created += 1
-            db.add(AppState(key=SEED_MARKER, value=now.isoformat(), updated_at=now))
-            db.flush()
-    except IntegrityError:
-        logger.info("Built-in system prompts were seeded by another process")
-        return 0
-    if created:
-        logger.info("Created %d built-in system prompts", created)
-    return created
+    def build(owner: User, now: datetime) -> Iterator[SystemPrompt]:
+        present = set(
+            db.scalars(
+                select(SystemPrompt.builtin_key).where(SystemPrompt.builtin_key.is_not(None))
+            )
+        )
+        for template in TEMPLATES:
+            if template.key in present:
+                continue
+            yield SystemPrompt(
+                owner_id=owner.id,
+                name=template.name,
+                content=template.content,
+                category=template.category,
+                tags=list(template.tags),
+                format=template.format,
+                variables=prompt_format.find_variables(template.content, template.format),
+                is_shared=True,
+                builtin_key=template.key,
+                created_at=now,
+                updated_at=now,
+            )
+
+    return seed_once(db, SEED_MARKER, "built-in system prompts", build)

@@ -27,6 +27,17 @@ def percentile(values: list[float], pct: float) -> float:
     return ordered[low] + (h - low) * (ordered[high] - ordered[low])
 
 
+def summarise(ms: list[float]) -> dict[str, float | int]:
+    """Sample count and p50/p90/p99/max of millisecond values."""
+    return {
+        "samples": len(ms),
+        "p50_ms": percentile(ms, 50),
+        "p90_ms": percentile(ms, 90),
+        "p99_ms": percentile(ms, 99),
+        "max_ms": max(ms) if ms else float("nan"),
+    }
+
+
 @dataclass(frozen=True)
 class Pinning:
     used: bool

@@ -36,7 +36,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from benchlib import Pinning, choose_pinning, free_port, percentile, stop_process, tail
+from benchlib import (
+    Pinning,
+    choose_pinning,
+    free_port,
+    stop_process,
+    summarise,
+    tail,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 BACKEND = REPO / "backend"
@@ -52,19 +59,6 @@ TARGET_P99_MS = 3.0
 STARTUP_TIMEOUT_S = 30.0
 WARMUP_ROUNDS = 3
 MESSAGES = [ChatMessage(role="user", content="Stream me some tokens, please.")]
-
-
-# --------------------------------------------------------------------------- statistics
-
-
-def summarise(ms: list[float]) -> dict[str, float | int]:
-    return {
-        "samples": len(ms),
-        "p50_ms": percentile(ms, 50),
-        "p90_ms": percentile(ms, 90),
-        "p99_ms": percentile(ms, 99),
-        "max_ms": max(ms) if ms else float("nan"),
-    }
 
 
 # --------------------------------------------------------------------------- measurements

@@ -31,7 +31,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from benchlib import Pinning, choose_pinning, free_port, percentile, stop_process, tail
+from benchlib import (
+    Pinning,
+    choose_pinning,
+    free_port,
+    stop_process,
+    summarise,
+    tail,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 BACKEND = REPO / "backend"
@@ -50,19 +57,8 @@ BENCH_NICKNAME = "bench-load"
 BENCH_PASSWORD = "bench-load-Pass-1"
 
 
-# --------------------------------------------------------------------------- statistics
-
-
-def summarise(latencies_s: list[float]) -> dict[str, float | int]:
-    """Sample count and p50/p90/p99/max in milliseconds."""
-    ms = [value * 1000.0 for value in latencies_s]
-    return {
-        "samples": len(ms),
-        "p50_ms": percentile(ms, 50),
-        "p90_ms": percentile(ms, 90),
-        "p99_ms": percentile(ms, 99),
-        "max_ms": max(ms) if ms else float("nan"),
-    }
+def to_ms(seconds: list[float]) -> list[float]:
+    return [value * 1000.0 for value in seconds]
 
 
 # --------------------------------------------------------------------------- measurements
@@ -323,8 +319,8 @@ def build_report(
 ) -> dict[str, Any]:
     idle = [r for r in results if r.kind == "idle"]
     loaded = [r for r in results if r.kind == "loaded"]
-    idle_stats = summarise([x for r in idle for x in r.health_latencies_s])
-    loaded_stats = summarise([x for r in loaded for x in r.health_latencies_s])
+    idle_stats = summarise(to_ms([x for r in idle for x in r.health_latencies_s]))
+    loaded_stats = summarise(to_ms([x for r in loaded for x in r.health_latencies_s]))
     ratio_p50 = loaded_stats["p50_ms"] / idle_stats["p50_ms"]
     ratio_p99 = loaded_stats["p99_ms"] / idle_stats["p99_ms"]
 
@@ -333,8 +329,8 @@ def build_report(
         statuses.update(r.login_statuses)
     sent = sum(r.logins_sent for r in loaded)
     loaded_seconds = sum(r.duration_s for r in loaded)
-    login_ms = summarise([x for r in loaded for x in r.login_latencies_s])
-    lag_ms = summarise([x for r in loaded for x in r.send_lags_s])
+    login_ms = summarise(to_ms([x for r in loaded for x in r.login_latencies_s]))
+    lag_ms = summarise(to_ms([x for r in loaded for x in r.send_lags_s]))
 
     return {
         "benchmark": "login_load",
@@ -377,7 +373,7 @@ def build_report(
             {
                 "round": r.round_no,
                 "phase": r.kind,
-                "health": summarise(r.health_latencies_s),
+                "health": summarise(to_ms(r.health_latencies_s)),
                 "health_errors": r.health_errors,
                 "logins_sent": r.logins_sent,
                 "login_statuses": dict(r.login_statuses),

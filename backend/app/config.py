@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     APP_NAME: str = "ModelTrain"
     DATABASE_URL: str = f"sqlite:///{BACKEND_DIR / 'modeltrain.db'}"
     DATA_DIR: Path = BACKEND_DIR / "data"
+    # User uploads (images, later datasets), each kind in its own sub-folder.
+    UPLOAD_DIR: Path = BACKEND_DIR / "uploads"
     FRONTEND_DIST: Path = REPO_ROOT / "frontend" / "dist"
     SECRET_KEY: str | None = None
     ACCESS_TOKEN_EXPIRE_MINUTES: int = Field(default=15, ge=1, le=24 * 60)
@@ -85,6 +87,7 @@ class Settings(BaseSettings):
     ENCRYPTION_KEY: str | None = None
     LLM_CONNECT_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0, le=600)
     LLM_IDLE_TIMEOUT_SECONDS: float = Field(default=120.0, gt=0, le=3600)
+    IMAGE_MAX_BYTES: int = Field(default=10 * 1024 * 1024, ge=1024)
 
     @field_validator("CORS_ORIGINS", mode="before")
     @classmethod
@@ -130,7 +133,7 @@ class Settings(BaseSettings):
         parse_rate(value)
         return value
 
-    @field_validator("DATA_DIR", "FRONTEND_DIST")
+    @field_validator("DATA_DIR", "UPLOAD_DIR", "FRONTEND_DIST")
     @classmethod
     def _absolute_data_dir(cls, value: Path) -> Path:
         return value if value.is_absolute() else (REPO_ROOT / value).resolve()

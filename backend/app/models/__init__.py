@@ -1,17 +1,24 @@
 """All tables, imported here so that Alembic sees the full metadata."""
 
 from app.models.auth_token import PasswordResetToken, RefreshToken
+from app.models.chat import ChatMessageRow, ChatSession
+from app.models.media import UploadedImage
 from app.models.model_config import AppState, ModelConfig, ProviderModel
+from app.models.model_test import ModelTest
 from app.models.system_prompt import SystemPrompt
 from app.models.user import User, UserRole
 
 __all__ = [
     "AppState",
+    "ChatMessageRow",
+    "ChatSession",
     "ModelConfig",
+    "ModelTest",
     "PasswordResetToken",
     "ProviderModel",
     "RefreshToken",
     "SystemPrompt",
+    "UploadedImage",
     "User",
     "UserRole",
 ]

@@ -47,6 +47,24 @@ export const routes: RouteRecordRaw[] = [
         meta: { title: 'nav.modelConfig', i18n: ['modelConfig'] },
       },
       {
+        path: 'chat',
+        name: 'model-chat',
+        component: () => import('@/views/ModelChat.vue'),
+        meta: { title: 'nav.chat', i18n: ['chat'] },
+      },
+      {
+        path: 'prompts',
+        name: 'system-prompts',
+        component: () => import('@/views/SystemPrompt.vue'),
+        meta: { title: 'nav.prompts', i18n: ['systemPrompt'] },
+      },
+      {
+        path: 'model-test',
+        name: 'model-test',
+        component: () => import('@/views/ModelTest.vue'),
+        meta: { title: 'nav.modelTest', i18n: ['modelTest'] },
+      },
+      {
         path: 'admin',
         name: 'admin',
         component: () => import('@/views/AdminPanel.vue'),

@@ -17,6 +17,9 @@ const en: typeof common = {
     actions: 'Actions',
   },
   nav: {
+    chat: 'Chat',
+    modelTest: 'Compare models',
+    prompts: 'Prompt library',
     dashboard: 'Dashboard',
     admin: 'Users',
     modelConfig: 'Model configs',

@@ -15,6 +15,9 @@ export default {
     actions: '操作',
   },
   nav: {
+    chat: '对话',
+    modelTest: '模型对比',
+    prompts: '提示词库',
     dashboard: '仪表盘',
     admin: '用户管理',
     modelConfig: '模型配置',

@@ -25,6 +25,9 @@ from app.spa import mount_spa
 
 logger = logging.getLogger(__name__)
 
+# Upload routes, checked against their own size limits instead of MAX_JSON_BODY_BYTES.
+UPLOAD_PATHS = (r"/api/model/upload-image",)
+
 
 def startup() -> None:
     """Everything the server does before taking requests (blocking; run in a thread)."""
@@ -67,7 +70,12 @@ def create_app() -> FastAPI:
         allow_headers=["*"],
         expose_headers=[REQUEST_ID_HEADER, "Retry-After", "Content-Disposition"],
     )
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.MAX_JSON_BODY_BYTES)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.MAX_JSON_BODY_BYTES,
+        # Uploads stream to disk under their own limits (IMAGE_MAX_BYTES, ...).
+        exempt=UPLOAD_PATHS,
+    )
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health_api.router)
     app.include_router(api_router)

@@ -2,7 +2,17 @@
 
 from fastapi import APIRouter
 
-from app.api import admin, auth, model_config, system_prompts
+from app.api import (
+    admin,
+    auth,
+    chat,
+    chat_export,
+    dashboard,
+    model_config,
+    model_tests,
+    playground,
+    system_prompts,
+)
 
 api_router = APIRouter(prefix="/api")
 api_router.include_router(auth.public_router)
@@ -10,3 +20,9 @@ api_router.include_router(auth.account_router)
 api_router.include_router(admin.router)
 api_router.include_router(model_config.router)
 api_router.include_router(system_prompts.router)
+api_router.include_router(chat_export.router)
+api_router.include_router(chat.router)
+api_router.include_router(playground.router)
+# /api/model/tests and /api/model/upload-image: mounted before the model runtime's /api/model/{id}.
+api_router.include_router(model_tests.router)
+api_router.include_router(dashboard.router)

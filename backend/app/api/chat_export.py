@@ -1,0 +1,9 @@
+"""Chat exports: Markdown, JSON, OpenAI JSONL and ShareGPT files."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from app.api.deps import get_current_user
+
+router = APIRouter(prefix="/chat", tags=["chat"], dependencies=[Depends(get_current_user)])

@@ -110,8 +110,10 @@ class InvalidFields(AppError):
     code = "validation_error"
     detail = "Invalid input"
 
-    def __init__(self, errors: list[FieldError]) -> None:
-        super().__init__("; ".join(f"{'.'.join(map(str, e.loc))}: {e.msg}" for e in errors))
+    def __init__(self, errors: list[FieldError], *, code: str | None = None) -> None:
+        super().__init__(
+            "; ".join(f"{'.'.join(map(str, e.loc))}: {e.msg}" for e in errors), code=code
+        )
         self.errors = errors
 
     def rendered_detail(self) -> Any:

@@ -20,7 +20,7 @@ from app.logging_setup import configure_logging
 from app.middleware import BodyLimitMiddleware
 from app.migrations import upgrade_head
 from app.request_context import REQUEST_ID_HEADER, RequestIdMiddleware
-from app.services import auth_service, model_config_service, prompt_service
+from app.services import auth_service, llm_pool, model_config_service, prompt_service
 from app.spa import mount_spa
 
 logger = logging.getLogger(__name__)
@@ -51,6 +51,7 @@ async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
     await run_in_threadpool(startup)
     logger.info("%s %s ready", settings.APP_NAME, __version__)
     yield
+    await llm_pool.pool.aclose()
     engine.dispose()
 
 

@@ -152,6 +152,8 @@ class OllamaClient(BaseClient):
                 connect=connect_timeout, read=idle_timeout, write=idle_timeout, pool=connect_timeout
             ),
             verify=shared_ssl_context(),
+            # Not capped: a shared client carries many concurrent streams (see openai_client).
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
         )
 
     # ------------------------------------------------------------------ public API

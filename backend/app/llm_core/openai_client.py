@@ -62,6 +62,8 @@ from app.llm_core.types import (
 
 # The SDK insists on a key; keyless servers (vLLM, LLaMA-Factory) ignore whatever is sent.
 PLACEHOLDER_API_KEY = "not-needed"
+# Idle connections kept per client for reuse (each stream holds one while it runs).
+KEEPALIVE_CONNECTIONS = 64
 
 # Providers whose chat API takes `max_completion_tokens` instead of `max_tokens`.
 _MAX_COMPLETION_TOKENS_PROVIDERS = frozenset({"openai"})
@@ -191,7 +193,14 @@ class OpenAICompatibleClient(BaseClient):
             connect=connect_timeout, read=idle_timeout, write=idle_timeout, pool=connect_timeout
         )
         self._http = httpx2.AsyncClient(
-            timeout=timeout, verify=shared_ssl_context(), follow_redirects=True
+            timeout=timeout,
+            verify=shared_ssl_context(),
+            follow_redirects=True,
+            # One client may carry many concurrent streams (the chat relay shares it): every
+            # stream needs its own connection, so the count is not capped (httpx caps at 100).
+            limits=httpx2.Limits(
+                max_connections=None, max_keepalive_connections=KEEPALIVE_CONNECTIONS
+            ),
         )
         self._sdk = AsyncOpenAI(
             api_key=self._api_key or PLACEHOLDER_API_KEY,

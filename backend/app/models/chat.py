@@ -47,6 +47,9 @@ class ChatMessageRow(Base):
         CheckConstraint("status IN ('complete', 'interrupted', 'error')", name="status_valid"),
         # Pages of a session by id (the cursor) without a sort.
         Index("ix_chat_messages_session_id_id", "session_id", "id"),
+        # Ids are cursors and client keys: SQLite must never hand a deleted id out again (it
+        # would reuse the highest one after a regenerate replaced the last answer).
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -470,6 +470,46 @@ def _read_target(db: Session, config_id: int) -> _Target:
     return target
 
 
+@dataclass(frozen=True)
+class ChatTarget:
+    """A usable config as chat and the playground need it, read before the provider call."""
+
+    config_id: int
+    name: str
+    provider: str
+    endpoint: str
+    api_key: str | None
+    model: str
+    params: GenerationParams
+    vision: bool
+
+
+def chat_target(db: Session, config_id: int) -> ChatTarget:
+    """The config to chat with; 404 when it does not exist, 409 model_unavailable when it is
+    not enabled (status 1 guarantees a model, an endpoint and a key where one is needed)."""
+    row = _get(db, config_id)
+    if row.status != 1 or not row.model:
+        raise Conflict(
+            f"The model config {row.name!r} is not enabled; complete and enable it first",
+            code="model_unavailable",
+        )
+    return ChatTarget(
+        config_id=row.id,
+        name=row.name,
+        provider=row.provider,
+        endpoint=row.endpoint,
+        api_key=_stored_key(row),
+        model=row.model,
+        params=GenerationParams(
+            temperature=row.temperature,
+            max_tokens=row.max_tokens,
+            top_p=row.top_p,
+            top_k=row.top_k,
+        ),
+        vision=row.capability_vision,
+    )
+
+
 def _client(provider: str, endpoint: str, api_key: str | None, idle_timeout: float) -> BaseClient:
     # No retries: these are interactive checks; the user sees the outcome and may try again.
     return LLMClient.create(

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import FileResponse
 
+from app.api.chat_export import attachment
 from app.api.deps import CurrentUser, SessionDep, get_current_user
-from app.schemas.model_test import ImagePublic
+from app.schemas.common import Page
+from app.schemas.model_test import (
+    EXPORT_IDS_MAX,
+    ImagePublic,
+    ModelTestCreate,
+    ModelTestExportFormat,
+    ModelTestPublic,
+    ModelTestUpdate,
+)
 from app.services import image_service
+from app.services import model_test_service as service
+from app.services.chat_export import ExportFile
 
 router = APIRouter(prefix="/model", tags=["model-tests"], dependencies=[Depends(get_current_user)])
 
@@ -72,4 +83,62 @@ def get_image(image_id: str, user: CurrentUser, db: SessionDep) -> FileResponse:
 def delete_image(image_id: str, user: CurrentUser, db: SessionDep) -> Response:
     """Delete an own image."""
     image_service.delete_image(db, user, image_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# ---------------------------------------------------------------------------- model tests
+
+
+@router.post("/tests", response_model=ModelTestPublic, status_code=status.HTTP_201_CREATED)
+def create_test(data: ModelTestCreate, user: CurrentUser, db: SessionDep) -> ModelTestPublic:
+    """Save a comparison: prompt, images, each model's answer, metrics, ratings and winner."""
+    return service.create_test(db, user, data)
+
+
+@router.get("/tests", response_model=Page[ModelTestPublic])
+def list_tests(
+    user: CurrentUser,
+    db: SessionDep,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    size: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> Page[ModelTestPublic]:
+    """The caller's saved comparisons, newest first."""
+    return service.list_tests(db, user, page=page, size=size)
+
+
+# Before /tests/{test_id}: "export" is not an id.
+@router.get(
+    "/tests/export",
+    response_class=Response,
+    responses={200: {"content": {"application/x-ndjson": {}}}},
+)
+def export_tests(
+    user: CurrentUser,
+    db: SessionDep,
+    format_: Annotated[ModelTestExportFormat, Query(alias="format")],
+    ids: Annotated[list[int] | None, Query(max_length=EXPORT_IDS_MAX)] = None,
+) -> Response:
+    """Own comparisons (all, or `ids`) as a JSONL training set: dpo pairs or sft rows."""
+    filename, content = service.export_tests(db, user, format_, ids)
+    return attachment(ExportFile(filename, "application/x-ndjson", content))
+
+
+@router.get("/tests/{test_id}", response_model=ModelTestPublic)
+def get_test(test_id: int, user: CurrentUser, db: SessionDep) -> ModelTestPublic:
+    """One own saved comparison."""
+    return service.get_test(db, user, test_id)
+
+
+@router.patch("/tests/{test_id}", response_model=ModelTestPublic)
+def update_test(
+    test_id: int, data: ModelTestUpdate, user: CurrentUser, db: SessionDep
+) -> ModelTestPublic:
+    """Rate the answers, pick or clear the winner, change the title or notes."""
+    return service.update_test(db, user, test_id, data)
+
+
+@router.delete("/tests/{test_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_test(test_id: int, user: CurrentUser, db: SessionDep) -> Response:
+    """Delete an own saved comparison."""
+    service.delete_test(db, user, test_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,3 +1,96 @@
-export default {
+import type m from '../zh-CN/modelTest'
+
+const en: typeof m = {
   title: 'Compare models',
+  run: 'Compare',
+  stop: 'Stop',
+  emptyResults: 'Pick models, type a prompt and compare: the answers appear here side by side',
+  form: {
+    configs: 'Models to compare',
+    configsPlaceholder: 'Pick 1 to 3 enabled model configs',
+    configsHint: 'Up to {max} models',
+    limitReached: '{max} models picked: remove one to pick another',
+    vision: 'Reads images',
+    systemPrompt: 'System prompt (optional)',
+    systemPromptPlaceholder: 'e.g. You are a careful assistant. Answer in English.',
+    prompt: 'Prompt',
+    promptPlaceholder: 'The question every model gets (Ctrl + Enter to start)',
+    noConfigs: 'There is no usable model config yet.',
+    goConfigs: 'Add a model config',
+    queryRejected: 'Configs {ids} from the link do not exist or are not enabled; left out',
+  },
+  rules: {
+    configsRequired: 'Pick at least one model',
+    configsMax: 'Pick at most {max} models',
+    promptRequired: 'Type a prompt',
+    promptMax: 'At most {max} characters',
+  },
+  image: {
+    add: 'Add image',
+    remove: 'Remove image',
+    pickFirst: 'Pick models first; an image can be added when all of them read images',
+    noVision: '{names} cannot read images, so no image can be added',
+    conflict: 'An image is attached but {names} cannot read images: remove it or pick other models',
+    badType: 'Only PNG, JPEG, WebP or GIF images',
+    tooLarge: 'The image must be at most {mb} MB',
+  },
+  mode: {
+    stream: 'Streaming',
+    normal: 'Normal',
+  },
+  status: {
+    waiting: 'Waiting',
+    streaming: 'Answering',
+    done: 'Done',
+    error: 'Failed',
+    stopped: 'Stopped',
+  },
+  column: {
+    reasoning: 'Reasoning',
+    waiting: 'Waiting for the model…',
+    empty: 'No answer',
+  },
+  metrics: {
+    ttft: 'First token',
+    total: 'Total',
+    tokens: 'Output tokens',
+    speed: 'Tokens/s',
+  },
+  rating: {
+    label: 'Rate the answer of {name}',
+    winner: 'Best answer',
+    clearWinner: 'Clear best',
+  },
+  save: {
+    button: 'Save comparison',
+    done: 'Comparison saved',
+    saved: 'Saved',
+    syncing: 'Saving ratings…',
+    syncFailed: 'Ratings not saved',
+  },
+  history: {
+    open: 'History',
+    title: 'Saved comparisons',
+    empty: 'No saved comparisons yet',
+    winner: 'Best: {name}',
+    deleteTitle: 'Delete comparison',
+    deleteConfirm: 'Delete "{title}"? This cannot be undone.',
+    deleted: 'Deleted',
+  },
+  export: {
+    dpo: 'Export DPO',
+    sft: 'Export SFT',
+  },
+  errors: {
+    streamBroken: 'The connection broke before this model finished',
+    noResult: 'The server sent no result for this model',
+    sessionExpired: 'Your session has expired: please sign in again',
+    model_required: 'A picked config has no model set',
+    model_unavailable: 'A picked model config is not usable (switched off or deleted)',
+    vision_unsupported: 'A picked model cannot read images',
+    model_config_not_found: 'The model config does not exist or was deleted',
+    image_not_found: 'The image does not exist or was deleted',
+    model_test_not_found: 'This comparison does not exist or was deleted',
+  },
 }
+export default en

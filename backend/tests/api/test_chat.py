@@ -604,3 +604,40 @@ def test_client_disconnect_saves_the_partial_answer(
     assert answer.content.startswith("".join(received))
     assert upstream.wait_for_disconnect(5.0) is not None
     assert session_row(db, session["id"]).message_count == 2
+
+
+def test_images_go_to_vision_models_as_data_urls(
+    client: TestClient,
+    user_headers: dict[str, str],
+    other_user: User,
+    upstream: MockUpstream,
+    db: Session,
+) -> None:
+    from tests.api.test_images import make_image, upload
+
+    uploaded = upload(client, user_headers, make_image("PNG"), "photo.png")
+    assert uploaded.status_code == 201, uploaded.text
+    image_id = uploaded.json()["id"]
+    config = make_config(client, user_headers, upstream, "echo", vision=True)
+    session = new_session(client, user_headers, model_config_id=config)
+    events, end = stream(
+        client, user_headers, session["id"], content="what is this?", image_ids=[image_id]
+    )
+    assert end == "[DONE]"
+    assert "".join(e["text"] for e in events if e["type"] == "content").endswith("[1 image(s)]")
+    sent = upstream.chat_requests()[-1].body["messages"][-1]["content"]
+    assert sent[0] == {"type": "text", "text": "what is this?"}
+    assert sent[1]["type"] == "image_url"
+    assert sent[1]["image_url"]["url"].startswith("data:image/png;base64,")
+    assert messages_of(db, session["id"])[0].image_ids == [image_id]
+
+    # another user's image id is not theirs to send
+    mallory = auth_headers(client, "carol", DEFAULT_PASSWORD)
+    theirs = new_session(client, mallory, model_config_id=config)
+    response = client.post(
+        f"{BASE}/sessions/{theirs['id']}/stream",
+        json={"content": "steal", "image_ids": [image_id]},
+        headers=mallory,
+    )
+    assert response.status_code == 404
+    assert messages_of(db, theirs["id"]) == []

@@ -267,8 +267,9 @@ def render(conversations: Sequence[_Conversation], fmt: ExportFormat, *, single:
 def safe_filename(title: str, fallback: str) -> str:
     """A file name stem from a title: no path or reserved characters, at most 80 characters."""
     stem = _UNSAFE_FILENAME_RE.sub(" ", title)
-    stem = re.sub(r"\s+", " ", stem).strip().strip(".").strip()
-    return stem[:FILENAME_MAX].strip() or fallback
+    # No leading dots (hidden files) or trailing dots and spaces (refused by Windows).
+    stem = re.sub(r"\s+", " ", stem).strip(" .")
+    return stem[:FILENAME_MAX].strip(" .") or fallback
 
 
 def export_session(db: Session, actor: User, session_id: int, fmt: ExportFormat) -> ExportFile:

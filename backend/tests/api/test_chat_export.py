@@ -360,7 +360,7 @@ def test_prompt_no_longer_visible_is_left_out(
         ('../../etc/passwd: "x"?', "etc passwd x.md"),
         ("...hidden. ", "hidden.md"),
         ("   ", "chat-{id}.md"),
-        ("a" * 300, "a" * 80 + ".md"),
+        ("a" * 200, "a" * 80 + ".md"),
     ],
 )
 def test_file_name_from_title(

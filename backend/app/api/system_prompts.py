@@ -12,6 +12,7 @@ from app.schemas.common import Page
 from app.schemas.system_prompt import (
     ConvertRequest,
     ConvertResponse,
+    PromptFacets,
     PromptScope,
     RenderRequest,
     RenderResponse,
@@ -44,8 +45,14 @@ def convert(data: ConvertRequest) -> ConvertResponse:
 
 @router.post("/render", response_model=RenderResponse)
 def render(data: RenderRequest, user: CurrentUser, db: SessionDep) -> RenderResponse:
-    """Fill the variables of a visible prompt or of given content; unfilled ones are listed."""
+    """Fill the variables (escaped for json/yaml) of a visible prompt or of given content."""
     return service.render_prompt(db, user, data)
+
+
+@router.get("/facets", response_model=PromptFacets)
+def facets(user: CurrentUser, db: SessionDep, scope: PromptScope = "all") -> PromptFacets:
+    """The categories and tags in use among the visible prompts (filter choices)."""
+    return service.prompt_facets(db, user, scope)
 
 
 @router.get("/", response_model=Page[SystemPromptPublic])

@@ -136,6 +136,13 @@ class SystemPromptPublic(BaseModel):
     updated_at: datetime
 
 
+class PromptFacets(BaseModel):
+    """Choices for the list filters: what the visible prompts use."""
+
+    categories: list[str]
+    tags: list[str]
+
+
 class PromptProblem(BaseModel):
     """1-based position; null when the finding has no place (a declared but unused variable)."""
 
@@ -175,7 +182,9 @@ class ConvertResponse(BaseModel):
 
 class RenderRequest(BaseModel):
     """Exactly one of `prompt_id` (a prompt the caller can see) and `content`. `format` applies to
-    `content` (a stored prompt uses its own): it decides whether `}}}}` is an escape."""
+    `content` (a stored prompt uses its own): it decides whether `}}}}` is an escape and how
+    values are escaped (json/yaml: so that the result stays valid JSON/YAML; text/markdown:
+    verbatim)."""
 
     prompt_id: int | None = None
     content: str | None = Field(default=None, max_length=PROMPT_CONTENT_MAX)

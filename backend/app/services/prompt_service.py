@@ -26,6 +26,7 @@ from app.schemas.model_config import OwnerRef
 from app.schemas.system_prompt import (
     ConvertRequest,
     ConvertResponse,
+    PromptFacets,
     PromptProblem,
     RenderRequest,
     RenderResponse,
@@ -127,6 +128,17 @@ def _tag_condition(tag: str) -> ColumnElement[bool]:
     return or_(*conditions)
 
 
+def _scope_conditions(actor: User, scope: str) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = [_visible(actor)]
+    if scope == "mine":
+        conditions += [SystemPrompt.owner_id == actor.id, SystemPrompt.builtin_key.is_(None)]
+    elif scope == "shared":
+        conditions += [SystemPrompt.is_shared.is_(True), SystemPrompt.builtin_key.is_(None)]
+    elif scope == "builtin":
+        conditions.append(SystemPrompt.builtin_key.is_not(None))
+    return conditions
+
+
 def list_prompts(
     db: Session,
     actor: User,
@@ -139,13 +151,7 @@ def list_prompts(
     q: str | None = None,
 ) -> Page[SystemPromptPublic]:
     """One page of the prompts `actor` may see, most recently changed first."""
-    conditions: list[ColumnElement[bool]] = [_visible(actor)]
-    if scope == "mine":
-        conditions += [SystemPrompt.owner_id == actor.id, SystemPrompt.builtin_key.is_(None)]
-    elif scope == "shared":
-        conditions += [SystemPrompt.is_shared.is_(True), SystemPrompt.builtin_key.is_(None)]
-    elif scope == "builtin":
-        conditions.append(SystemPrompt.builtin_key.is_not(None))
+    conditions = _scope_conditions(actor, scope)
     if category:
         conditions.append(SystemPrompt.category == category.strip())
     if tag and tag.strip():
@@ -173,6 +179,17 @@ def list_prompts(
     return Page[SystemPromptPublic](
         items=[to_public(row, actor) for row in rows], total=total, page=page, size=size
     )
+
+
+def prompt_facets(db: Session, actor: User, scope: str = "all") -> PromptFacets:
+    """The categories and tags of the prompts `actor` may see in `scope`, sorted."""
+    conditions = _scope_conditions(actor, scope)
+    categories = set(db.scalars(select(SystemPrompt.category).where(*conditions).distinct()))
+    tags: set[str] = set()
+    for row_tags in db.scalars(select(SystemPrompt.tags).where(*conditions)):
+        tags.update(row_tags or [])
+    # Sorted here, not in SQL: the same order on SQLite and PostgreSQL whatever the collation.
+    return PromptFacets(categories=sorted(categories), tags=sorted(tags))
 
 
 def get_prompt(db: Session, actor: User, prompt_id: int) -> SystemPromptPublic:

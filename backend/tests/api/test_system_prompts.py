@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
@@ -62,6 +63,7 @@ ENDPOINTS = [
     ("post", "/validate", {"content": "x", "format": "text"}),
     ("post", "/convert", {"content": "x", "from": "text", "to": "json"}),
     ("post", "/render", {"content": "x", "variables": {}}),
+    ("get", "/facets", None),
 ]
 
 
@@ -360,6 +362,36 @@ def test_pagination(client: TestClient, user_headers: dict[str, str]) -> None:
     assert bad.status_code == 422
 
 
+def test_facets_list_what_the_caller_can_see(
+    client: TestClient,
+    user_headers: dict[str, str],
+    admin_headers: dict[str, str],
+    other_user: User,
+) -> None:
+    other = auth_headers(client, "carol")
+    _create(client, user_headers, category="zeta", tags=["mine-tag", "共用"])
+    _create(client, other, category="secret", tags=["carol-only"])
+    _create(client, other, category="team", tags=["共用", "team-tag"], is_shared=True)
+
+    response = client.get(f"{BASE}/facets", headers=user_headers)
+    assert response.status_code == 200
+    body = response.json()
+    assert {"zeta", "team", "writing", "coding"} <= set(body["categories"])
+    assert "secret" not in body["categories"] and "carol-only" not in body["tags"]
+    assert {"mine-tag", "共用", "team-tag", "中文", "english"} <= set(body["tags"])
+    assert body["categories"] == sorted(body["categories"])
+    assert body["tags"] == sorted(body["tags"]) and len(body["tags"]) == len(set(body["tags"]))
+
+    mine = client.get(f"{BASE}/facets", params={"scope": "mine"}, headers=user_headers).json()
+    assert mine == {"categories": ["zeta"], "tags": sorted(["mine-tag", "共用"])}
+    builtin = client.get(f"{BASE}/facets", params={"scope": "builtin"}, headers=user_headers)
+    assert "zeta" not in builtin.json()["categories"]
+    everything = client.get(f"{BASE}/facets", headers=admin_headers).json()
+    assert "secret" in everything["categories"] and "carol-only" in everything["tags"]
+    bad = client.get(f"{BASE}/facets", params={"scope": "nobody"}, headers=user_headers)
+    assert bad.status_code == 422
+
+
 # ---------------------------------------------------------------------------------- seeding
 
 
@@ -528,6 +560,29 @@ def test_impossible_conversion_is_422(
     assert isinstance(body["detail"], str) and body["detail"]
 
 
+def test_every_builtin_converts_and_comes_back(
+    client: TestClient, user_headers: dict[str, str]
+) -> None:
+    """Markers in value positions too (the YAML persona's `language: {{ language }}`)."""
+    for item in _list(client, user_headers, scope="builtin")["items"]:
+        src = item["format"]
+        targets = ["json", "yaml"] if src in ("json", "yaml") else ["json", "yaml", "markdown"]
+        for target in targets:
+            there = _convert(client, user_headers, item["content"], src, target)
+            assert there.status_code == 200, (item["name"], target, there.text)
+            checked = client.post(
+                f"{BASE}/validate",
+                json={"content": there.json()["content"], "format": target},
+                headers=user_headers,
+            ).json()
+            assert checked["valid"], (item["name"], target, checked)
+            assert sorted(checked["variables"]) == sorted(item["variables"])
+            back = _convert(client, user_headers, there.json()["content"], target, src)
+            assert back.status_code == 200, (item["name"], target, back.text)
+            if src not in ("json", "yaml"):
+                assert back.json()["content"] == item["content"]
+
+
 def test_convert_bad_request_is_422(client: TestClient, user_headers: dict[str, str]) -> None:
     assert _convert(client, user_headers, "x", "text", "xml").status_code == 422
     assert _convert(client, user_headers, "", "text", "json").status_code == 422
@@ -561,6 +616,40 @@ def test_render_builtin_by_id(
     body = response.json()
     assert "英文" in body["content"] and "{{ target_lang }}" in body["content"]
     assert body["missing"] == ["target_lang"]
+
+
+def test_render_escapes_values_for_json_and_yaml(
+    client: TestClient, user_headers: dict[str, str], db: Session
+) -> None:
+    tricky = '名字, "引号" \\ and\nline two: # not a comment'
+    json_id = db.scalar(select(SystemPrompt.id).where(SystemPrompt.builtin_key == "zh-json-output"))
+    response = client.post(
+        f"{BASE}/render",
+        json={"prompt_id": json_id, "variables": {"fields": tricky}},
+        headers=user_headers,
+    )
+    assert response.status_code == 200
+    assert json.loads(response.json()["content"])["task"] == f"从用户输入中抽取 {tricky}"
+
+    yaml_id = db.scalar(
+        select(SystemPrompt.id).where(SystemPrompt.builtin_key == "en-yaml-persona")
+    )
+    response = client.post(
+        f"{BASE}/render",
+        json={"prompt_id": yaml_id, "variables": {"product": tricky, "language": "no"}},
+        headers=user_headers,
+    )
+    assert response.status_code == 200
+    data = yaml.safe_load(response.json()["content"])
+    assert data["role"] == f"support agent for {tricky}"
+    assert data["language"] == "no"  # a string, not YAML 1.1's false
+
+    text = client.post(
+        f"{BASE}/render",
+        json={"content": 'say "{{ v }}"', "format": "text", "variables": {"v": tricky}},
+        headers=user_headers,
+    )
+    assert text.json() == {"content": f'say "{tricky}"', "missing": []}
 
 
 @pytest.mark.parametrize(

@@ -290,3 +290,292 @@ def test_impossible_conversions(content: str, source: str, target: str, reason: 
 
 def test_find_variables_ignores_escapes_and_bad_markers() -> None:
     assert pf.find_variables("{{{{ x }}}} {{ y }} {{ 9 }} {{ y }} {{z}}") == ["y", "z"]
+
+
+# ------------------------------------------------------------- markers through conversion
+
+PERSONA_YAML = (
+    "role: support agent for {{ product }}\n"
+    "tone: friendly and concise\n"
+    "language: {{ language }}\n"
+    "rules:\n"
+    "  - Answer only questions about the product.\n"
+    "  - Never ask for passwords.\n"
+)
+
+# Templates whose markers sit in every kind of place: inside strings, as whole values, as list
+# items, in keys, in block scalars, with odd spacing.
+TEMPLATES: list[tuple[str, str]] = [
+    (PERSONA_YAML, "yaml"),
+    ('{"lang": "{{ lang }}", "n": {{ count }}, "list": [{{ a }}, "x {{b}} y"]}', "json"),
+    ('{"{{ key }}": {"deep": [{{ v }}, {"w": "{{\tw\t}}"}]}, "ok": true}', "json"),
+    ("a: '{{ q }}'\nb: \"say {{ q }}\"\nc:\n  - {{ item }}\n  - plain {{ item }} text\n", "yaml"),
+    ("prompt: |\n  Hello {{ name }}\n  {{ greeting }}, bye\n", "yaml"),
+    ("{{ k }}: value\nflow: [x, y]\n", "yaml"),
+    ("- {{ first }}\n- second {{ first }}\n", "yaml"),
+]
+
+# Distinctive values: render both sides with them and the data must match.
+PROBE = {
+    "product": "Acme",
+    "language": "English",
+    "lang": "de",
+    "count": "3",
+    "a": "A",
+    "b": "B",
+    "key": "K",
+    "v": "V",
+    "w": "W",
+    "q": "Q",
+    "item": "I",
+    "name": "N",
+    "greeting": "Hi",
+    "k": "kk",
+    "first": "F",
+}
+
+
+def _load(content: str, fmt: str) -> Any:
+    if fmt == "json":
+        return json.loads(content)
+    if fmt == "openai-messages":
+        return json.loads(content)
+    return yaml.safe_load(content)
+
+
+def test_builtin_yaml_persona_converts_to_every_format() -> None:
+    as_json = pf.convert(PERSONA_YAML, "yaml", "json")
+    assert '"language": {{ language }}' in as_json
+    assert '"role": "support agent for {{ product }}"' in as_json
+    assert pf.validate(as_json, "json").valid
+    assert pf.find_variables(as_json, "json") == ["product", "language"]
+    back = pf.convert(as_json, "json", "yaml")
+    assert "language: {{ language }}\n" in back
+    assert pf.validate(back, "yaml").valid
+    assert pf.convert(back, "yaml", "json") == as_json
+    # Other YAML data is itself a plain prompt: kept verbatim.
+    assert pf.convert(PERSONA_YAML, "yaml", "text") == PERSONA_YAML
+    with pytest.raises(ConversionError, match="openai-messages"):
+        pf.convert(PERSONA_YAML, "yaml", "openai-messages")
+
+
+@pytest.mark.parametrize(("content", "fmt"), TEMPLATES)
+def test_templates_convert_between_json_and_yaml_without_loss(content: str, fmt: str) -> None:
+    other = "yaml" if fmt == "json" else "json"
+    there = pf.convert(content, fmt, other)
+    result = pf.validate(there, other)
+    assert result.valid, (there, result.errors)
+    assert sorted(result.variables) == sorted(pf.find_variables(content, fmt))
+    back = pf.convert(there, other, fmt)
+    assert pf.validate(back, fmt).valid
+    # The converted template means the same: filled in, both give the same data.
+    expected = _load(pf.render(content, PROBE, fmt)[0], fmt)
+    assert _load(pf.render(there, PROBE, other)[0], other) == expected
+    assert _load(pf.render(back, PROBE, fmt)[0], fmt) == expected
+    # A second round changes nothing.
+    assert pf.convert(pf.convert(back, fmt, other), other, fmt) == back
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "Hello {{ name }}, {{\tlang\t}} and {{x}}",
+        "{{ a }}",
+        "Literal braces: {{{{ not a var }}}} and }}}} alone",
+        "close }}}}} {{ v }}}}}}",
+    ],
+)
+@pytest.mark.parametrize("target", ["json", "yaml", "openai-messages"])
+def test_text_with_markers_round_trips(content: str, target: str) -> None:
+    assert pf.validate(content, "text").valid
+    there = pf.convert(content, "text", target)
+    check_fmt = "json" if target == "openai-messages" else target
+    result = pf.validate(there, check_fmt)
+    assert result.valid, (there, result.errors)
+    assert result.variables == pf.find_variables(content, "text")
+    assert pf.convert(there, target, "text") == content
+    # The same words once filled in.
+    values = {name: f"<{name}>" for name in result.variables}
+    rendered_text = pf.render(content, values, "text")[0]
+    rendered = _load(pf.render(there, values, check_fmt)[0], target)
+    inner = rendered[0]["content"] if target == "openai-messages" else rendered["prompt"]
+    assert inner == rendered_text
+
+
+def test_closing_braces_in_json_strings_are_escaped_for_text() -> None:
+    # In JSON "}}" is ordinary text; in a text prompt it must be written "}}}}".
+    text = pf.convert('{"prompt": "a }} b {{ v }}"}', "json", "text")
+    assert text == "a }}}} b {{ v }}"
+    assert pf.validate(text, "text").valid
+    raw = '{"a": {"b": "{{ v }}"}}'
+    as_text = pf.convert(raw, "json", "markdown")
+    assert as_text == '{"a": {"b": "{{ v }}"}}}}'
+    assert pf.validate(as_text, "markdown").valid
+    assert pf.render(as_text, {"v": "1"}, "markdown")[0] == pf.render(raw, {"v": "1"}, "json")[0]
+
+
+@pytest.mark.parametrize(
+    ("content", "source", "target", "reason"),
+    [
+        ("{ {{ k }}: 1}", "json", "yaml", "key"),
+        ('{"a": {{ x }}, "b": }', "json", "yaml", "line 1, column 21"),
+        ("a: {{ x }}\nwhen: 2024-01-01", "yaml", "json", "has no JSON form"),
+        ("a: {{ x }}\nb: [1,", "yaml", "json", "line 2"),
+    ],
+)
+def test_impossible_conversions_with_markers(
+    content: str, source: str, target: str, reason: str
+) -> None:
+    with pytest.raises(ConversionError) as caught:
+        pf.convert(content, source, target)
+    assert reason in str(caught.value)
+    assert "mtvar" not in str(caught.value)  # no internal placeholder leaks
+
+
+# ------------------------------------------------------------------ escaping when rendering
+
+TRICKY = [
+    "plain",
+    "",
+    " leading",
+    "trailing ",
+    "a: b",
+    "x # y",
+    "'single'",
+    '"double"',
+    "back\\slash \\n",
+    "line1\nline2",
+    "line1\n\nline3\n",
+    "\ttab",
+    "bell\x07 nul\x00 del\x7f",
+    "- dash",
+    "[a, b]",
+    "{c: d}",
+    "*star &amp !bang %pct @at `tick |pipe >gt ? q",
+    "yes",
+    "no",
+    "~",
+    "0x1F",
+    "012",
+    "中文：标点，“引号”",
+    "emoji 😀",
+    "seps \u2028 \u2029 \x85 nel",
+    "win\r\nline",
+    "{{ inner }}",
+    "}} {{{{",
+    "  ",
+    "---",
+    "...",
+]
+
+
+def test_render_json_escapes_values_in_strings() -> None:
+    content = '{\n  "task": "Extract {{ fields }}",\n  "quote": "{{ q }}"\n}'
+    for value in TRICKY:
+        rendered, missing = pf.render(content, {"fields": value, "q": value}, "json")
+        assert missing == []
+        assert json.loads(rendered) == {"task": f"Extract {value}", "quote": value}, value
+
+
+def test_render_json_bare_values() -> None:
+    content = '{"n": {{ n }}, "list": [{{ n }}]}'
+    cases: list[tuple[str, Any]] = [
+        ("5", 5),
+        ("-2.5e3", -2500.0),
+        ("true", True),
+        ("null", None),
+        ('{"a": [1, "x"]}', {"a": [1, "x"]}),
+        ('"already quoted"', "already quoted"),
+        ("English", "English"),
+        ("NaN", "NaN"),
+        ("1 2", "1 2"),
+        ("", ""),
+        ('say "hi"\n', 'say "hi"\n'),
+    ]
+    for value, expected in cases:
+        rendered, _ = pf.render(content, {"n": value}, "json")
+        assert json.loads(rendered) == {"n": expected, "list": [expected]}, value
+
+
+def test_render_json_leaves_missing_markers_and_stays_a_template() -> None:
+    content = '{"a": "{{ a }}", "b": {{ b }}, "c": "{{{{ lit"}'
+    rendered, missing = pf.render(content, {"a": 'x"y'}, "json")
+    assert missing == ["b"]
+    assert rendered == '{"a": "x\\"y", "b": {{ b }}, "c": "{{ lit"}'
+
+
+YAML_CASES: list[tuple[str, Any]] = [
+    ("role: support agent for {{ p }}\n", lambda v: {"role": f"support agent for {v}"}),
+    ("a: {{ p }}\n", lambda v: {"a": v}),
+    ("a: '{{ p }}'\n", lambda v: {"a": v}),
+    ("a: 'it''s {{ p }}'\n", lambda v: {"a": f"it's {v}"}),
+    ('a: "x {{ p }} y"\n', lambda v: {"a": f"x {v} y"}),
+    ('a: "multi\n  line {{ p }}\n  end"\n', lambda v: {"a": f"multi line {v} end"}),
+    ("a: |\n  x {{ p }}\n  y\n", lambda v: {"a": f"x {v}\ny\n"}),
+    ("a: |-\n    {{ p }}\n", lambda v: {"a": v}),
+    ("a: >\n  x {{ p }}\n  y\nb: 1\n", lambda v: {"a": f"x {v} y\n", "b": 1}),
+    ("- {{ p }}\n- [{{ p }}, b]\n- {k: x{{ p }}}\n", lambda v: [v, [v, "b"], {"k": f"x{v}"}]),
+    ("{{ p }}: 1\n", lambda v: {v: 1}),
+    ("a: &anchor '{{ p }}'\nb: *anchor\n", lambda v: {"a": v, "b": v}),
+    ("a: !!str {{ p }}\n", lambda v: {"a": v}),
+    ("# note {{ p }}\na: 1\n", lambda v: {"a": 1}),
+    ("x:\n  - |\n    {{ p }}\n  - y\n", lambda v: {"x": [f"{v}\n", "y"]}),
+    ("{{ p }}", lambda v: v),
+    ("a: x {{ p }} y  # comment {{ p }}\n", lambda v: {"a": f"x {v} y"}),
+]
+
+
+@pytest.mark.parametrize(("template", "expected"), YAML_CASES)
+def test_render_yaml_keeps_the_document_valid(template: str, expected: Any) -> None:
+    assert pf.validate(template, "yaml").valid
+    for value in TRICKY:
+        rendered, missing = pf.render(template, {"p": value}, "yaml")
+        assert missing == []
+        try:
+            loaded = yaml.safe_load(rendered)
+        except yaml.YAMLError as exc:  # pragma: no cover - the failure message
+            pytest.fail(f"{value!r} broke the YAML:\n{rendered}\n{exc}")
+        assert loaded == expected(value), (value, rendered)
+
+
+def test_render_yaml_typed_values_and_readable_output() -> None:
+    template = "n: {{ n }}\n"
+    for value, expected in [
+        ("5", 5),
+        ("-2.5", -2.5),
+        ("true", True),
+        ("false", False),
+        ("null", None),
+        ("yes", "yes"),
+        ("English", "English"),
+    ]:
+        rendered, _ = pf.render(template, {"n": value}, "yaml")
+        loaded = yaml.safe_load(rendered)["n"]
+        assert loaded == expected and type(loaded) is type(expected), (value, rendered)
+    # Safe values go in as they are; a block stays a block.
+    rendered, _ = pf.render(PERSONA_YAML, {"product": "Acme", "language": "English"}, "yaml")
+    assert rendered == PERSONA_YAML.replace("{{ product }}", "Acme").replace(
+        "{{ language }}", "English"
+    )
+    rendered, _ = pf.render("a: |\n  x {{ p }}\n  y\n", {"p": "one\ntwo"}, "yaml")
+    assert rendered == "a: |\n  x one\n  two\n  y\n"
+
+
+def test_render_yaml_missing_markers_stay_a_valid_template() -> None:
+    rendered, missing = pf.render(PERSONA_YAML, {"product": 'Acme "Pro": v2'}, "yaml")
+    assert missing == ["language"]
+    assert "language: {{ language }}" in rendered
+    assert pf.validate(rendered, "yaml").valid
+    final, _ = pf.render(rendered, {"language": "de"}, "yaml")
+    assert yaml.safe_load(final)["role"] == 'support agent for Acme "Pro": v2'
+
+
+def test_render_text_and_markdown_stay_verbatim() -> None:
+    for fmt in ("text", "markdown"):
+        rendered, _ = pf.render('Say "{{ v }}"', {"v": 'a "b"\nc: d'}, fmt)
+        assert rendered == 'Say "a "b"\nc: d"'
+
+
+def test_render_yaml_that_does_not_parse_falls_back_to_plain_substitution() -> None:
+    rendered, missing = pf.render("a: [ {{ v }}", {"v": "x"}, "yaml")
+    assert (rendered, missing) == ("a: [ x", [])

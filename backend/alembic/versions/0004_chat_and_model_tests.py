@@ -10,7 +10,6 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-
 revision: str = "0004_chat_and_model_tests"
 down_revision: str | None = "0003_system_prompts"
 branch_labels: str | Sequence[str] | None = None

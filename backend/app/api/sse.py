@@ -19,8 +19,13 @@ class SSEResponse(StreamingResponse):
     runs its `finally` at once: the upstream request is closed and an interrupted chat answer
     is saved before the request ends."""
 
-    def __init__(self, content: AsyncGenerator[bytes, None]) -> None:
-        super().__init__(content, media_type="text/event-stream", headers=SSE_HEADERS)
+    # FastAPI reads the class default when it documents a route with this response class.
+    media_type = "text/event-stream"
+
+    def __init__(self, content: AsyncGenerator[bytes, None], status_code: int = 200) -> None:
+        super().__init__(
+            content, status_code=status_code, media_type=self.media_type, headers=SSE_HEADERS
+        )
         self._generator = content
 
     async def stream_response(self, send: Send) -> None:

@@ -641,3 +641,13 @@ def test_images_go_to_vision_models_as_data_urls(
     )
     assert response.status_code == 404
     assert messages_of(db, theirs["id"]) == []
+
+
+def test_streams_are_documented_as_event_streams(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    for path in (
+        "/api/chat/sessions/{session_id}/stream",
+        "/api/playground/chat/stream",
+        "/api/playground/compare/stream",
+    ):
+        assert "text/event-stream" in paths[path]["post"]["responses"]["200"]["content"]

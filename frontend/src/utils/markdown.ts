@@ -133,3 +133,34 @@ export function renderCached(source: string, options: RenderOptions = {}): strin
   if (cache.size > CACHE_LIMIT) cache.delete(cache.keys().next().value as string)
   return html
 }
+
+/**
+ * Copy text to the clipboard (code blocks, whole messages). The async Clipboard API needs a
+ * secure context; plain-HTTP deployments fall back to a hidden textarea. Resolves false when
+ * neither works.
+ */
+export async function copyToClipboard(text: string): Promise<boolean> {
+  try {
+    if (navigator.clipboard && window.isSecureContext) {
+      await navigator.clipboard.writeText(text)
+      return true
+    }
+  } catch {
+    // Permission denied or unfocused document: try the old way.
+  }
+  const area = document.createElement('textarea')
+  area.value = text
+  area.setAttribute('readonly', '')
+  area.style.position = 'fixed'
+  area.style.opacity = '0'
+  document.body.appendChild(area)
+  area.select()
+  let ok = false
+  try {
+    ok = document.execCommand('copy')
+  } catch {
+    ok = false
+  }
+  area.remove()
+  return ok
+}

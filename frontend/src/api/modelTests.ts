@@ -145,36 +145,3 @@ export async function exportTests(format: ExportFormat): Promise<ExportFile> {
     throw error
   }
 }
-
-/** An uploaded image (for vision models). */
-export interface UploadedImage {
-  id: string
-  mime_type: string
-  size_bytes: number
-  width: number
-  height: number
-  url: string
-}
-
-/** The server's limits: 10 MiB, PNG / JPEG / WebP / GIF. */
-export const IMAGE_MAX_BYTES = 10 * 1024 * 1024
-export const IMAGE_TYPES = ['image/png', 'image/jpeg', 'image/webp', 'image/gif']
-
-export async function uploadImage(file: File, options: CallOptions = {}): Promise<UploadedImage> {
-  const body = new FormData()
-  body.append('file', file)
-  const { data } = await api.post<UploadedImage>('/model/upload-image', body, {
-    timeout: 120_000,
-    ...options,
-  })
-  return data
-}
-
-/** An uploaded image's bytes; the address needs the Bearer token, so no plain <img src>. */
-export async function imageBlob(id: string, options: CallOptions = {}): Promise<Blob> {
-  const { data } = await api.get<Blob>(`/model/images/${id}`, {
-    responseType: 'blob',
-    ...options,
-  })
-  return data
-}

@@ -78,6 +78,7 @@ const en: typeof m = {
     deleted: 'Deleted',
   },
   export: {
+    empty: 'Nothing to export yet: save comparisons and pick the best answers first',
     dpo: 'Export DPO',
     sft: 'Export SFT',
   },

@@ -76,6 +76,7 @@ export default {
     deleted: '已删除',
   },
   export: {
+    empty: '没有可导出的数据：先保存对比并选出最佳回答',
     dpo: '导出 DPO',
     sft: '导出 SFT',
   },

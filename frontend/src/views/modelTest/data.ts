@@ -142,11 +142,16 @@ export function resultsFromColumns(columns: readonly CompareColumn[]): ModelTest
   }))
 }
 
-/** A column that can be rated or chosen: it has an answer, or at least a part of one. */
+/** A column that can be rated: it has finished with an answer, or at least a part of one. */
 export function isRateable(column: CompareColumn): boolean {
   return (
     column.content.trim() !== '' && column.status !== 'waiting' && column.status !== 'streaming'
   )
+}
+
+/** The winner must be an answer that did not fail (the server refuses one that did). */
+export function canWin(column: CompareColumn): boolean {
+  return isRateable(column) && column.error === null
 }
 
 /** The four figures a column shows; '—' where there is none. */

@@ -10,13 +10,15 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
+TRAIN_VENV := .venv-train
 
 VENV_STAMP := $(VENV)/.deps-stamp
+TRAIN_STAMP := $(TRAIN_VENV)/.deps-stamp
 FRONTEND_STAMP := frontend/node_modules/.deps-stamp
 HAS_FRONTEND := $(wildcard frontend/package.json)
 
 .PHONY: help setup backend-setup frontend-setup frontend-build run test test-backend test-frontend \
-	lint lint-backend lint-frontend format bench clean
+	lint lint-backend lint-frontend format bench clean train-env
 
 help:
 	@echo "make run    - set up and serve on http://$(HOST):$(PORT) (SQLite by default)"
@@ -34,6 +36,17 @@ $(VENV_STAMP): backend/requirements.txt backend/requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
 		-r backend/requirements.txt -r backend/requirements-dev.txt
+	@touch $@
+
+train-env: $(TRAIN_STAMP)
+
+# The training engine in its own venv: LLaMA-Factory pins transformers/peft/trl.
+# Several GB (torch is a CUDA build, which also trains on the CPU); rebuilt only
+# when its requirements file changes.
+$(TRAIN_STAMP): backend/requirements-train.txt
+	@test -x $(TRAIN_VENV)/bin/python || $(PYTHON) -m venv $(TRAIN_VENV)
+	$(TRAIN_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+		-r backend/requirements-train.txt
 	@touch $@
 
 ifneq ($(HAS_FRONTEND),)

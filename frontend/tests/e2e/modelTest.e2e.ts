@@ -277,6 +277,19 @@ describe.skipIf(skip)('model comparison in the browser', () => {
     expect(pairs[0]!.rejected).toContain(PLAIN_ANSWER)
   })
 
+  it("the dashboard counts the user's saved comparison and leads back to the page", async () => {
+    screenshotOnFailure(() => context, 'compare-dashboard')
+    await page.click(byId('menu-dashboard'))
+    await page.waitForURL((url) => url.pathname === '/')
+    await page.waitForSelector(`${byId('stat-mine-model-tests')}[data-value="1"]`)
+    // An ordinary user: no team totals.
+    expect(await page.locator(byId('dashboard-team')).count()).toBe(0)
+    expect(await page.getAttribute(byId('stat-mine-sessions'), 'data-value')).toBe('0')
+    await shot(page, '56-dashboard-own-counts')
+    await page.click(byId('stat-mine-model-tests-link'))
+    await page.waitForURL((url) => url.pathname === '/model-test')
+  })
+
   it('normal mode answers every model at once', async () => {
     screenshotOnFailure(() => context, 'compare-normal')
     await page.goto(`/model-test?configs=${ids.echo},${ids.broken}`)

@@ -10,6 +10,20 @@ const en: typeof m = {
     admins: 'Admins',
     unavailable: '—',
   },
+  mine: {
+    title: 'My activity',
+    sessions: 'Chat sessions',
+    messages: 'Chat messages',
+    modelTests: 'Model comparisons',
+    images: 'Uploaded images',
+  },
+  team: {
+    title: 'Team totals',
+    sessions: 'All sessions',
+    messages: 'All messages',
+    modelTests: 'All comparisons',
+    images: 'All images',
+  },
   account: {
     title: 'My account',
     nickname: 'Nickname',
@@ -19,6 +33,12 @@ const en: typeof m = {
   },
   quick: {
     title: 'Quick links',
+    chat: 'Chat',
+    chatDesc: 'Talk to the configured models; sessions are saved',
+    modelTest: 'Compare models',
+    modelTestDesc: 'Send one prompt to up to 3 models side by side, rate them, pick the best',
+    prompts: 'Prompt library',
+    promptsDesc: 'Manage reusable system prompt templates',
     admin: 'User management',
     adminDesc: 'Search users, change roles, enable or disable accounts, create reset links',
     changePassword: 'Change password',

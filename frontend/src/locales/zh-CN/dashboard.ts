@@ -8,6 +8,20 @@ export default {
     admins: '管理员',
     unavailable: '—',
   },
+  mine: {
+    title: '我的数据',
+    sessions: '对话会话',
+    messages: '对话消息',
+    modelTests: '模型对比',
+    images: '上传的图片',
+  },
+  team: {
+    title: '团队总计',
+    sessions: '全部会话',
+    messages: '全部消息',
+    modelTests: '全部模型对比',
+    images: '全部图片',
+  },
   account: {
     title: '我的账号',
     nickname: '昵称',
@@ -17,6 +31,12 @@ export default {
   },
   quick: {
     title: '快捷入口',
+    chat: '对话',
+    chatDesc: '与已配置的模型对话，会话自动保存',
+    modelTest: '模型对比',
+    modelTestDesc: '同一个问题并排发给最多 3 个模型，评分并选出最佳回答',
+    prompts: '提示词库',
+    promptsDesc: '管理常用的系统提示词模板',
     admin: '用户管理',
     adminDesc: '搜索用户，调整角色，启用或禁用账号，生成密码重置链接',
     changePassword: '修改密码',

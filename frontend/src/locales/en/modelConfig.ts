@@ -45,6 +45,8 @@ const en: typeof m = {
     top_k: 'Top K',
   },
   actions: {
+    chat: 'Chat',
+    compare: 'Compare',
     test: 'Test connection',
     edit: 'Edit',
     delete: 'Delete',

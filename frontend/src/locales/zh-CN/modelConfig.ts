@@ -44,6 +44,8 @@ export default {
     top_k: 'Top K',
   },
   actions: {
+    chat: '对话',
+    compare: '对比',
     test: '测试连接',
     edit: '编辑',
     delete: '删除',

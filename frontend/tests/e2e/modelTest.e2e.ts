@@ -28,6 +28,9 @@ const USER = {
   password: 'Compare-Models-Pass-2026',
 }
 const PROMPT = 'Say hello and tell me the answer.'
+/** A valid 1x1 PNG (the server checks uploads by content). */
+const PNG_1X1 =
+  'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=='
 const PLAIN_ANSWER = 'Hello! I am the mock upstream.'
 const THINK_ANSWER = 'Hello there! The answer is 42.'
 const THINK_REASONING = 'The user greets me.'
@@ -85,13 +88,14 @@ async function call<T>(method: string, path: string, body?: unknown): Promise<T>
   return (response.status === 204 ? null : await response.json()) as T
 }
 
-async function createConfig(name: string, model: string): Promise<number> {
+async function createConfig(name: string, model: string, vision = false): Promise<number> {
   const created = await call<{ id: number; status: number }>('POST', '/model-config/', {
     name,
     provider: 'custom',
     endpoint: `${upstreamURL()}/v1`,
     model,
     status: 1,
+    capabilities: { vision, reasoning: false },
   })
   expect(created.status).toBe(1)
   return created.id
@@ -105,12 +109,14 @@ describe.skipIf(skip)('model comparison in the browser', () => {
   let browser: Browser
   let context: BrowserContext | undefined
   let page: Page
-  const ids = { plain: 0, broken: 0, thinker: 0, echo: 0 }
+  const ids = { plain: 0, broken: 0, thinker: 0, echo: 0, eyes: 0, long: 0 }
   const names = {
     plain: `Plain ${suffix}`,
     broken: `Broken ${suffix}`,
     thinker: `Thinker ${suffix}`,
     echo: `Echo ${suffix}`,
+    eyes: `Eyes ${suffix}`,
+    long: `Long ${suffix}`,
   }
   let savedId = 0
 
@@ -128,6 +134,10 @@ describe.skipIf(skip)('model comparison in the browser', () => {
     ids.broken = await createConfig(names.broken, 'server-error')
     ids.thinker = await createConfig(names.thinker, 'reasoning-content')
     ids.echo = await createConfig(names.echo, 'echo')
+    // echo says how many images it received; this config declares that it reads images.
+    ids.eyes = await createConfig(names.eyes, 'echo', true)
+    // 200 chunks, 20 ms apart: long enough to stop half-way.
+    ids.long = await createConfig(names.long, 'long')
     browser = await launch()
     context = await newContext(browser)
     page = await context.newPage()
@@ -306,6 +316,56 @@ describe.skipIf(skip)('model comparison in the browser', () => {
     await page.reload()
     await page.waitForSelector(byId('compare-mode-normal'))
     expect(await page.isChecked(`${byId('compare-mode-normal')} input`)).toBe(true)
+  })
+
+  it('attaches an image when every picked config reads images', async () => {
+    screenshotOnFailure(() => context, 'compare-image')
+    await page.goto(`/model-test?configs=${ids.eyes}`)
+    await expect.poll(() => page.isDisabled(byId('compare-image-button'))).toBe(false)
+    await page.setInputFiles(byId('compare-image-input'), {
+      name: 'dot.png',
+      mimeType: 'image/png',
+      buffer: Buffer.from(PNG_1X1, 'base64'),
+    })
+    await page.waitForSelector(`${byId('compare-image')} img`)
+    await page.click(byId('compare-mode-stream'))
+    await page.fill(textarea('compare-prompt'), 'What is in the picture?')
+    await page.click(byId('compare-run'))
+    await expect.poll(() => status(0), { timeout: 30_000 }).toBe('done')
+    expect(await page.innerText(column(0, 'column-content'))).toContain('[1 image(s)]')
+    await shot(page, '57-compare-with-image')
+
+    // Picking a config that cannot read images while one is attached: no run, and why.
+    await page.click(byId('compare-configs'))
+    await page.click(byId(`compare-config-option-${ids.echo}`))
+    await page.keyboard.press('Escape')
+    expect(await page.isDisabled(byId('compare-image-button'))).toBe(true)
+    await page.click(byId('compare-run'))
+    const error = page.locator(`.el-form-item.is-error .el-form-item__error`)
+    await error.waitFor()
+    expect(await error.innerText()).toContain(names.echo)
+    expect(await status(0)).toBe('done') // the previous answer is still there, nothing ran
+    await page.click(byId('compare-image-remove'))
+    await expect.poll(() => error.count()).toBe(0)
+  })
+
+  it('stop ends a running comparison and keeps what arrived', async () => {
+    screenshotOnFailure(() => context, 'compare-stop')
+    await page.goto(`/model-test?configs=${ids.long},${ids.plain}`)
+    const tags = page.locator(`${byId('compare-configs')} .el-select__selected-item .el-tag`)
+    await expect.poll(() => tags.count()).toBe(2)
+    await page.fill(textarea('compare-prompt'), 'Talk for a while')
+    await page.click(byId('compare-run'))
+    await expect.poll(() => status(0), { timeout: 30_000 }).toBe('streaming')
+    await expect.poll(() => status(1), { timeout: 30_000 }).toBe('done')
+    await page.click(byId('compare-stop'))
+    await expect.poll(() => status(0)).toBe('stopped')
+    expect(await page.innerText(column(0, 'column-content'))).toMatch(/^word0 word1/)
+    expect(await status(1)).toBe('done')
+    await page.waitForSelector(byId('compare-run'))
+    // A partial answer can still be saved.
+    expect(await page.isDisabled(byId('compare-save'))).toBe(false)
+    await shot(page, '58-compare-stopped')
   })
 
   it('deletes a saved comparison from the history', async () => {

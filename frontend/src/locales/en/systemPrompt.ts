@@ -27,8 +27,7 @@ const en: typeof m = {
     category: 'Category',
     tags: 'Tags',
     variables: 'Variables',
-    owner: 'Owner',
-    updated: 'Updated',
+    owner: 'Owner · updated',
   },
   badge: {
     builtin: 'Built-in',

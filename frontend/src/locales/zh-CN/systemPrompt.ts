@@ -25,8 +25,7 @@ export default {
     category: '分类',
     tags: '标签',
     variables: '变量',
-    owner: '所有者',
-    updated: '更新时间',
+    owner: '所有者 · 更新时间',
   },
   badge: {
     builtin: '内置',

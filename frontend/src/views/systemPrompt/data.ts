@@ -186,7 +186,8 @@ export function promptRules(t: Translate): Record<string, FormItemRule[]> {
         required: true,
         whitespace: true,
         message: t('systemPrompt.rules.contentRequired'),
-        trigger: 'blur',
+        // 'change' too: typing clears the message at once (the live check sits right below).
+        trigger: ['blur', 'change'],
       },
     ],
     category: [

@@ -228,11 +228,6 @@ export function settleColumns(
   }
 }
 
-export interface RunOptions {
-  mode?: CompareMode
-  schedule?: Schedule
-}
-
 export function useCompareStream(options: { schedule?: Schedule } = {}) {
   const columns = ref<CompareColumn[]>([])
   const running = ref(false)
@@ -260,52 +255,68 @@ export function useCompareStream(options: { schedule?: Schedule } = {}) {
     running.value = false
   }
 
-  function fail(error: { code: string; message: string }): RunOutcome {
-    columns.value = []
-    requestError.value = error
+  // A run that was replaced (a new run, or a saved test shown) must not touch what replaced
+  // it: every write below goes through `current()`.
+  function fail(current: () => boolean, error: { code: string; message: string }): RunOutcome {
+    if (current()) {
+      columns.value = []
+      requestError.value = error
+    }
     return 'failed'
   }
 
-  async function runStream(request: CompareRequest, signal: AbortSignal): Promise<RunOutcome> {
+  function settle(current: () => boolean, how: 'done' | 'broken' | 'stopped', reason?: string) {
+    if (current()) settleColumns(columns.value, how, reason)
+  }
+
+  async function runStream(
+    request: CompareRequest,
+    signal: AbortSignal,
+    current: () => boolean,
+  ): Promise<RunOutcome> {
     let response: Response
     try {
       response = await openCompareStream(request, signal)
     } catch (error) {
       if (signal.aborted) {
-        settleColumns(columns.value, 'stopped')
+        settle(current, 'stopped')
         return 'stopped'
       }
       if (error instanceof StreamRequestError) {
-        return fail({ code: error.code, message: error.message })
+        return fail(current, { code: error.code, message: error.message })
       }
       if (error instanceof SessionExpiredError) {
-        return fail({
+        return fail(current, {
           code: 'session_expired',
           message: i18n.global.t('modelTest.errors.sessionExpired'),
         })
       }
-      return fail({ code: 'network', message: i18n.global.t('errors.network') })
+      return fail(current, { code: 'network', message: i18n.global.t('errors.network') })
     }
     const outcome = await processSSEResponse<CompareStreamEvent>(
       response,
       { onEvent: (event) => reducer.push(event) },
       signal,
     )
-    reducer.flush()
+    if (current()) reducer.flush()
     if (outcome === 'aborted') {
-      settleColumns(columns.value, 'stopped')
+      settle(current, 'stopped')
       return 'stopped'
     }
     // A per-model failure comes as that model's error event; a broken stream leaves the
     // unfinished columns without an answer, so they say so.
-    if (outcome === 'done') settleColumns(columns.value, 'done')
-    else settleColumns(columns.value, 'broken')
+    settle(current, outcome === 'done' ? 'done' : 'broken')
     return 'done'
   }
 
-  async function runWhole(request: CompareRequest, signal: AbortSignal): Promise<RunOutcome> {
+  async function runWhole(
+    request: CompareRequest,
+    signal: AbortSignal,
+    current: () => boolean,
+  ): Promise<RunOutcome> {
     try {
       const { results } = await compare(request, { signal, silent: true })
+      if (!current()) return 'stopped'
       const next = columns.value.map((column) => {
         const result = results.find((r) => r.model_index === column.index)
         return result ? columnFromResult(column.index, result) : column
@@ -315,7 +326,7 @@ export function useCompareStream(options: { schedule?: Schedule } = {}) {
       return 'done'
     } catch (error) {
       if (signal.aborted) {
-        settleColumns(columns.value, 'stopped')
+        settle(current, 'stopped')
         return 'stopped'
       }
       const body: unknown = error instanceof AxiosError ? error.response?.data : undefined
@@ -323,7 +334,7 @@ export function useCompareStream(options: { schedule?: Schedule } = {}) {
         body && typeof body === 'object' && 'code' in body && typeof body.code === 'string'
           ? body.code
           : 'request_failed'
-      return fail({ code, message: errorMessage(error) })
+      return fail(current, { code, message: errorMessage(error) })
     }
   }
 
@@ -335,10 +346,11 @@ export function useCompareStream(options: { schedule?: Schedule } = {}) {
   ): Promise<RunOutcome> {
     const own = begin(targets)
     const ticket = generation
+    const current = () => ticket === generation
     try {
       return mode === 'stream'
-        ? await runStream(request, own.signal)
-        : await runWhole(request, own.signal)
+        ? await runStream(request, own.signal, current)
+        : await runWhole(request, own.signal, current)
     } finally {
       finish(ticket)
     }

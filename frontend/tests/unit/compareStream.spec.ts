@@ -350,6 +350,8 @@ describe('useCompareStream', () => {
     await flush()
     const run2 = stream.run(REQUEST, TARGETS.slice(0, 1))
     await expect(run1).resolves.toBe('stopped')
+    // The old run's end did not mark the new run's column as stopped.
+    expect(stream.columns.value.map((c) => c.status)).toEqual(['waiting'])
     frames.frame()
     expect(stream.running.value).toBe(true)
     expect(stream.columns.value).toHaveLength(1)
@@ -360,6 +362,31 @@ describe('useCompareStream', () => {
     await expect(run2).resolves.toBe('done')
     expect(stream.columns.value[0]!.content).toBe('new')
     expect(stream.running.value).toBe(false)
+  })
+
+  it('showing saved results during a run ends the run without touching them', async () => {
+    const sse = controlledStream()
+    fetchMock.mockResolvedValueOnce(sse.response)
+    const { stream } = setup()
+    const run = stream.run(REQUEST, TARGETS)
+    await flush()
+    stream.show([
+      {
+        model_config_id: null,
+        config_name: 'Saved',
+        model: 'm',
+        content: 'kept',
+        reasoning: '',
+        error: null,
+        metrics: METRICS,
+      },
+    ])
+    await expect(run).resolves.toBe('stopped')
+    expect(sse.wasCancelled()).toBe(true)
+    expect(stream.running.value).toBe(false)
+    expect(stream.columns.value.map((c) => [c.configName, c.status, c.content])).toEqual([
+      ['Saved', 'done', 'kept'],
+    ])
   })
 
   it('disposing the scope (leaving the page) aborts the stream', async () => {

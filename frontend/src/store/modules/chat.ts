@@ -350,6 +350,9 @@ export const useChatStore = defineStore('chat', () => {
             if (message.role === 'user' && pendingUserId !== null) {
               replaceMessage(pendingUserId, message)
               pendingUserId = null
+              // The first turn names a new session: show the title while the answer streams.
+              if (currentSession.value && !currentSession.value.title)
+                void refreshSummary(sessionId)
             } else if (message.role === 'assistant') {
               answered = true
               if (replacingId.value !== null) removeMessage(replacingId.value)

@@ -251,6 +251,13 @@ describe.skipIf(skip)('model comparison in the browser', () => {
     const item = page.locator(byId(`history-item-${savedId}`))
     await item.waitFor()
     expect(await item.innerText()).toContain(`最佳：${names.thinker}`)
+    // Let the drawer finish sliding in before the picture.
+    await page.evaluate(() =>
+      Promise.all(
+        // A cancelled animation rejects `finished`: that one is over too.
+        document.getAnimations().map((animation) => animation.finished.catch(() => undefined)),
+      ),
+    )
     await shot(page, '53-compare-history')
     await item.locator('.mt-history-open').click()
     await page.waitForSelector(byId('history-drawer'), { state: 'hidden' })

@@ -86,12 +86,6 @@ const en: typeof m = {
     streamBroken: 'The connection broke before this model finished',
     noResult: 'The server sent no result for this model',
     sessionExpired: 'Your session has expired: please sign in again',
-    model_required: 'A picked config has no model set',
-    model_unavailable: 'A picked model config is not usable (switched off or deleted)',
-    vision_unsupported: 'A picked model cannot read images',
-    model_config_not_found: 'The model config does not exist or was deleted',
-    image_not_found: 'The image does not exist or was deleted',
-    model_test_not_found: 'This comparison does not exist or was deleted',
   },
 }
 export default en

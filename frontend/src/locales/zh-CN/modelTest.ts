@@ -84,11 +84,5 @@ export default {
     streamBroken: '连接中断，该模型未能完成回答',
     noResult: '服务器没有返回该模型的结果',
     sessionExpired: '登录已过期，请重新登录',
-    model_required: '所选配置没有设置模型',
-    model_unavailable: '所选模型配置不可用（可能已被停用或删除）',
-    vision_unsupported: '所选模型不支持图片输入',
-    model_config_not_found: '模型配置不存在或已被删除',
-    image_not_found: '图片不存在或已被删除',
-    model_test_not_found: '该对比记录不存在或已被删除',
   },
 }

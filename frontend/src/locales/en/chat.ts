@@ -3,16 +3,13 @@ import type m from '../zh-CN/chat'
 const en: typeof m = {
   title: 'Chat',
   sessions: {
-    title: 'Sessions',
     new: 'New chat',
     search: 'Search titles or messages',
     empty: 'No sessions yet',
     noMatch: 'No matching sessions',
     untitled: 'New chat',
     more: 'Load more',
-    count: '{n} message | {n} messages',
     rename: 'Rename',
-    renameTitle: 'Rename session',
     renamePlaceholder: 'Session title',
     renamed: 'Renamed',
     delete: 'Delete',
@@ -55,8 +52,6 @@ const en: typeof m = {
     unavailable: 'Image unavailable',
   },
   message: {
-    you: 'You',
-    assistant: 'Assistant',
     copy: 'Copy',
     copied: 'Copied',
     copyFailed: 'Could not copy',
@@ -67,7 +62,6 @@ const en: typeof m = {
     waiting: 'Waiting for the answer…',
     tokens: '{n} tokens',
     latency: '{ms} ms',
-    ttft: 'first token {ms} ms',
     loadingOlder: 'Loading earlier messages…',
     start: 'Start of the conversation',
     empty: 'Start a new conversation',
@@ -81,14 +75,10 @@ const en: typeof m = {
     sharegpt: 'ShareGPT',
     done: 'Exported {name}',
   },
+  // Client-side failure codes; the server's codes are worded in common's `errors`.
   errors: {
-    model_required: 'Choose a model first',
-    model_unavailable: 'The chosen model config is not usable (switched off or deleted)',
-    vision_unsupported: 'The chosen model does not take images',
     stream_broken: 'The connection broke; the answer is incomplete',
-    network: 'Cannot reach the server; check the network',
     session_expired: 'Your session expired; sign in again',
-    not_found: 'The session does not exist or was deleted',
   },
 }
 

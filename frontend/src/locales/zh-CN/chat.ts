@@ -2,16 +2,13 @@
 export default {
   title: '对话',
   sessions: {
-    title: '会话',
     new: '新建对话',
     search: '搜索标题或内容',
     empty: '还没有会话',
     noMatch: '没有匹配的会话',
     untitled: '新对话',
     more: '加载更多',
-    count: '{n} 条消息',
     rename: '重命名',
-    renameTitle: '重命名会话',
     renamePlaceholder: '会话标题',
     renamed: '已重命名',
     delete: '删除',
@@ -54,8 +51,6 @@ export default {
     unavailable: '图片不可用',
   },
   message: {
-    you: '我',
-    assistant: '助手',
     copy: '复制',
     copied: '已复制',
     copyFailed: '复制失败',
@@ -66,7 +61,6 @@ export default {
     waiting: '等待响应…',
     tokens: '{n} tokens',
     latency: '{ms} ms',
-    ttft: '首字 {ms} ms',
     loadingOlder: '正在加载更早的消息…',
     start: '已到会话开头',
     empty: '开始一段新的对话吧',
@@ -80,13 +74,9 @@ export default {
     sharegpt: 'ShareGPT',
     done: '已导出 {name}',
   },
+  // Client-side failure codes; the server's codes are worded in common's `errors`.
   errors: {
-    model_required: '请先选择模型',
-    model_unavailable: '所选模型配置不可用（未启用或已删除）',
-    vision_unsupported: '所选模型不支持图片',
     stream_broken: '连接中断，回答不完整',
-    network: '无法连接服务器，请检查网络',
     session_expired: '登录已过期，请重新登录',
-    not_found: '会话不存在或已被删除',
   },
 }

@@ -45,6 +45,8 @@ options.num_predict by cutting the answer after that many chunks (finish_reason 
                        Ollama: message.thinking.
     reasoning-field    reasoning in a `reasoning` delta field; Ollama: message.thinking.
     think              alias of reasoning-content.
+    reasoning-slow     like reasoning-content, 150 ms between chunks (≈ 2.8 s): a browser
+                       can watch the reasoning arrive.
     long               200 chunks, 20 ms apart (4 s): for early-stop tests.
     chunks-N-MS        N chunks ("tok0 ", "tok1 ", …) MS milliseconds apart (benchmarks).
     stall              streams 2 chunks, then sends nothing until the client hangs up
@@ -122,6 +124,7 @@ OPENAI_MODELS = (
     "reasoning-content",
     "reasoning-field",
     "think",
+    "reasoning-slow",
     "long",
     "stall",
     "drop",
@@ -229,9 +232,10 @@ def _script(scenario: str, body: dict[str, Any]) -> tuple[list[Piece], float] | 
         return [("content", p) for p in _pieces(THINK_INLINE_TEXT, 3)], 0.0
     if scenario == "think-no-open":
         return [("content", p) for p in _pieces(THINK_NO_OPEN_TEXT, 4)], 0.0
-    if scenario in ("reasoning-content", "reasoning-field", "think", "no-stream"):
+    if scenario in ("reasoning-content", "reasoning-field", "think", "no-stream", "reasoning-slow"):
         reasoning: list[Piece] = [("reasoning", w) for w in _words(THINK_REASONING)]
-        return reasoning + [("content", w) for w in _words(THINK_ANSWER)], 0.0
+        pause = 0.150 if scenario == "reasoning-slow" else 0.0
+        return reasoning + [("content", w) for w in _words(THINK_ANSWER)], pause
     if scenario == "long":
         return [("content", f"word{i} ") for i in range(200)], 0.020
     match = re.fullmatch(r"chunks-(\d+)-(\d+(?:\.\d+)?)", scenario)

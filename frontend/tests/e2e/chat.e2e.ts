@@ -77,7 +77,14 @@ async function setUp(): Promise<Record<string, number>> {
 
   const configs: Record<string, number> = {}
   // `echo-vision`: the echo scenario behind a config that declares vision.
-  for (const key of ['reasoning-content', 'echo', 'stall', 'plain', 'echo-vision']) {
+  for (const key of [
+    'reasoning-content',
+    'reasoning-slow',
+    'echo',
+    'stall',
+    'plain',
+    'echo-vision',
+  ]) {
     const vision = key === 'echo-vision'
     const response = await call('/api/model-config/', {
       method: 'POST',
@@ -87,7 +94,7 @@ async function setUp(): Promise<Record<string, number>> {
         endpoint: `${upstreamURL()}/v1`,
         api_key: 'sk-test-key',
         model: vision ? 'echo' : key,
-        capabilities: { vision, reasoning: key === 'reasoning-content' },
+        capabilities: { vision, reasoning: key.startsWith('reasoning') },
         status: 1,
       }),
     })
@@ -207,6 +214,44 @@ describe.skipIf(skip)('chat in the browser', () => {
     await page.locator(assistantMessages).first().waitFor()
     expect(sessionFromUrl()).toBe(reasoningSession)
     expect(await page.locator(byId('chat-message')).count()).toBe(2)
+  })
+
+  it('shows the reasoning live while it streams, then the answer', async () => {
+    screenshotOnFailure(() => context, 'chat-live-reasoning')
+    await page.click(byId('chat-new'))
+    await chooseModel('reasoning-slow')
+    await page.fill(textarea, 'Think slowly, please')
+    await page.press(textarea, 'Enter')
+
+    // While the model is still reasoning (150 ms a word), the open block grows word by word.
+    const live = page.locator(byId('chat-streaming-message')).locator(byId('think-text'))
+    await expect.poll(() => live.innerText(), { timeout: 10_000 }).toMatch(/^The user greets/)
+    const partial = (await live.innerText()).trim()
+    expect(THINK_REASONING.startsWith(partial)).toBe(true)
+    expect(partial.length).toBeLessThan(THINK_REASONING.length)
+    await shot(page, '32b-chat-live-reasoning')
+
+    const answer = page.locator(assistantMessages).last()
+    await expect
+      .poll(() => answer.getAttribute('data-status'), { timeout: 15_000 })
+      .toBe('complete')
+    expect((await answer.locator(byId('chat-message-content')).innerText()).trim()).toBe(
+      THINK_ANSWER,
+    )
+  })
+
+  it("opens with the model of a config card's chat link preselected", async () => {
+    screenshotOnFailure(() => context, 'chat-config-link')
+    await page.goto(`${baseURL()}/models`)
+    await page.click(byId(`config-chat-${configs['echo']}`))
+    await expect.poll(() => new URL(page.url()).pathname).toBe('/chat')
+    await page.fill(textarea, 'from the card')
+    await page.press(textarea, 'Enter')
+    const answer = page.locator(assistantMessages).last()
+    await expect
+      .poll(() => answer.locator(byId('chat-message-content')).innerText(), { timeout: 10_000 })
+      .toContain('You said: from the card')
+    await expect.poll(() => new URL(page.url()).searchParams.get('model_config_id')).toBeNull()
   })
 
   it('renders Markdown answers with highlighted, copyable code', async () => {

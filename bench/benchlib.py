@@ -67,6 +67,31 @@ def choose_pinning() -> Pinning:
     return Pinning(True, [allowed[0]], [allowed[1]], "taskset + sched_setaffinity")
 
 
+def parse_cpus(text: str) -> list[int]:
+    """ "0,2-3" -> [0, 2, 3]."""
+    cpus: set[int] = set()
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        low, _, high = part.partition("-")
+        cpus.update(range(int(low), int(high or low) + 1))
+    if not cpus:
+        raise ValueError(f"no CPUs in {text!r}")
+    return sorted(cpus)
+
+
+def pinning_from(server_cpus: str | None, load_cpus: str | None) -> Pinning:
+    """The default pinning, or the CPUs given on the command line (both or neither), for
+    machines with more than two cores: e.g. the server on one core, the load on four."""
+    if server_cpus is None and load_cpus is None:
+        return choose_pinning()
+    if server_cpus is None or load_cpus is None or shutil.which("taskset") is None:
+        raise SystemExit("give both --server-cpus and --load-cpus (and have taskset)")
+    server, load = parse_cpus(server_cpus), parse_cpus(load_cpus)
+    return Pinning(True, server, load, "given on the command line")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -40,11 +40,11 @@ from benchlib import (
     CpuMeter,
     Pinning,
     StreamRecord,
-    choose_pinning,
     create_model_config,
     create_sessions,
     free_port,
     percentile,
+    pinning_from,
     platform_info,
     raise_fd_limit,
     read_sse,
@@ -401,6 +401,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--no-control", action="store_true", help="skip the control phase straight to the mock"
     )
+    parser.add_argument(
+        "--server-cpus", help="CPUs for the server, e.g. 0 (default: the first allowed CPU)"
+    )
+    parser.add_argument(
+        "--load-cpus", help="CPUs for the mock and the driver, e.g. 1-3 (default: the second)"
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results file")
     parser.add_argument("--quick", action="store_true", help="50 streams x 50 chunks (smoke)")
     args = parser.parse_args(argv)
@@ -419,7 +425,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    pinning = choose_pinning()
+    pinning = pinning_from(args.server_cpus, args.load_cpus)
     server_cores = pinning.server_cores if pinning.used else None
     driver_cores = pinning.driver_cores if pinning.used else None
     # Each stream holds up to four sockets on this machine (driver, server in and out, mock).

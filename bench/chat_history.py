@@ -41,10 +41,10 @@ from benchlib import (
     BACKEND,
     REPO,
     Pinning,
-    choose_pinning,
     create_model_config,
     create_sessions,
     free_port,
+    pinning_from,
     platform_info,
     sign_in,
     start_backend,
@@ -382,6 +382,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--appends", type=int, default=300, help="appends per size (300)")
     parser.add_argument("--opens", type=int, default=300, help="opens per size (300)")
     parser.add_argument("--turns", type=int, default=100, help="streamed turns per size (100)")
+    parser.add_argument(
+        "--server-cpus", help="CPUs for the server, e.g. 0 (default: the first allowed CPU)"
+    )
+    parser.add_argument(
+        "--load-cpus", help="CPUs for the mock and the driver, e.g. 1-3 (default: the second)"
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results file")
     parser.add_argument("--quick", action="store_true", help="40 / 40 / 15 samples (smoke)")
     args = parser.parse_args(argv)
@@ -394,7 +400,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    pinning = choose_pinning()
+    pinning = pinning_from(args.server_cpus, args.load_cpus)
     server_cores = pinning.server_cores if pinning.used else None
     driver_cores = pinning.driver_cores if pinning.used else None
     with tempfile.TemporaryDirectory(prefix="bench-chat-history-") as tmp_name:

@@ -37,11 +37,11 @@ from benchlib import (
     CpuMeter,
     Pinning,
     StreamRecord,
-    choose_pinning,
     create_model_config,
     create_sessions,
     free_port,
     launch,
+    pinning_from,
     platform_info,
     read_sse,
     sign_in,
@@ -502,6 +502,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--interval-ms", type=float, default=5.0, help="pause between chunks in ms (5)"
     )
     parser.add_argument("--no-litellm", action="store_true", help="skip the LiteLLM comparison")
+    parser.add_argument(
+        "--server-cpus", help="CPUs for our server and LiteLLM, e.g. 0 (default: the first)"
+    )
+    parser.add_argument(
+        "--load-cpus", help="CPUs for the mock and the driver, e.g. 1-3 (default: the second)"
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results file")
     parser.add_argument("--quick", action="store_true", help="2 rounds, fewer streams (smoke)")
     args = parser.parse_args(argv)
@@ -520,7 +526,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    pinning = choose_pinning()
+    pinning = pinning_from(args.server_cpus, args.load_cpus)
     proxy_cores = pinning.server_cores if pinning.used else None
     driver_cores = pinning.driver_cores if pinning.used else None
     model = f"chunks-{args.chunks}-{args.interval_ms:g}"

@@ -4,9 +4,11 @@
  * backend/app/schemas/chat.py (its docstring defines the stream events).
  */
 import type { ModelParams } from '@/api/modelConfig'
-import type { ApiErrorBody, Page } from '@/api/types'
+import { openEventStream } from '@/api/stream'
+import type { Page } from '@/api/types'
 import { api, type FormErrorTarget } from '@/utils/api'
-import { authenticatedFetch } from '@/utils/tokenManager'
+
+export { StreamRequestError } from '@/api/stream'
 
 export type MessageRole = 'system' | 'user' | 'assistant'
 export type MessageStatus = 'complete' | 'interrupted' | 'error'
@@ -134,17 +136,6 @@ export type ChatStreamEvent =
   | ({ type: 'metrics' } & StreamMetrics)
   | { type: 'error'; code: string; message: string }
 
-/** A visible system prompt, as the composer's picker needs it (schemas/system_prompt.py). */
-export interface SystemPromptItem {
-  id: number
-  name: string
-  content: string
-  category: string
-  tags: string[]
-  is_builtin: boolean
-  is_shared: boolean
-}
-
 export interface CallOptions {
   form?: FormErrorTarget
   silent?: boolean
@@ -226,19 +217,6 @@ export async function sendChat(
   return data
 }
 
-/** A stream request the server refused before streaming (a JSON error, not SSE). */
-export class StreamRequestError extends Error {
-  readonly status: number
-  readonly code: string
-
-  constructor(status: number, code: string, message: string) {
-    super(message)
-    this.name = 'StreamRequestError'
-    this.status = status
-    this.code = code
-  }
-}
-
 /**
  * Start a streamed answer in a session. Resolves with the SSE response (read it with
  * `processSSEResponse`); a refusal before streaming (409 model_required, 422 vision_unsupported,
@@ -249,27 +227,7 @@ export async function openSessionStream(
   body: StreamRequest,
   signal?: AbortSignal,
 ): Promise<Response> {
-  const response = await authenticatedFetch(`/api${BASE}/sessions/${sessionId}/stream`, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json', Accept: 'text/event-stream' },
-    body: JSON.stringify(body),
-    signal,
-  })
-  if (response.ok) return response
-  let code = 'http_error'
-  let message = `HTTP ${response.status}`
-  try {
-    const payload = (await response.json()) as Partial<ApiErrorBody>
-    if (payload.code) code = payload.code
-    if (typeof payload.detail === 'string') message = payload.detail
-    else if (Array.isArray(payload.detail)) {
-      code = payload.code ?? 'validation_error'
-      message = payload.detail.map((issue) => issue.msg).join('; ')
-    }
-  } catch {
-    // Not JSON (a proxy's error page): keep the status.
-  }
-  throw new StreamRequestError(response.status, code, message)
+  return openEventStream(`${BASE}/sessions/${sessionId}/stream`, body, signal)
 }
 
 /** The file name from a Content-Disposition header (RFC 5987 `filename*` first). */
@@ -310,26 +268,4 @@ export async function exportSession(
     blob: response.data,
     filename: filenameFrom(header, `chat-${id}.${EXPORT_EXTENSIONS[format]}`),
   }
-}
-
-/** System prompts the user may use (own, shared, built-in), filtered by name/content. */
-export async function listSystemPrompts(
-  query: { q?: string; size?: number } = {},
-  options: CallOptions = {},
-): Promise<Page<SystemPromptItem>> {
-  const params: Record<string, string | number> = { page: 1, size: query.size ?? 50 }
-  if (query.q?.trim()) params.q = query.q.trim()
-  const { data } = await api.get<Page<SystemPromptItem>>(`${BASE}/system-prompts/`, {
-    params,
-    ...options,
-  })
-  return data
-}
-
-export async function getSystemPrompt(
-  id: number,
-  options: CallOptions = {},
-): Promise<SystemPromptItem> {
-  const { data } = await api.get<SystemPromptItem>(`${BASE}/system-prompts/${id}`, options)
-  return data
 }

@@ -4,10 +4,10 @@
  * (`openCompareStream`; read it with `processSSEResponse`).
  */
 import type { ModelParams } from '@/api/modelConfig'
-import type { ApiErrorBody } from '@/api/types'
-import { i18n } from '@/locales'
+import { openEventStream } from '@/api/stream'
 import { api } from '@/utils/api'
-import { authenticatedFetch } from '@/utils/tokenManager'
+
+export { StreamRequestError } from '@/api/stream'
 
 /** The backend's limit on configs per comparison. */
 export const COMPARE_MAX = 3
@@ -66,37 +66,6 @@ export type CompareStreamEvent = { model_index: number } & (
   | ({ type: 'error' } & CompareError)
 )
 
-/** A stream request the server refused before streaming (a JSON error, not SSE). */
-export class StreamRequestError extends Error {
-  readonly status: number
-  readonly code: string
-
-  constructor(status: number, code: string, message: string) {
-    super(message)
-    this.name = 'StreamRequestError'
-    this.status = status
-    this.code = code
-  }
-}
-
-/** The words for a refused stream request: the locale's wording for its code, else the server's. */
-async function refusal(response: Response): Promise<StreamRequestError> {
-  const { t, te } = i18n.global
-  let body: Partial<ApiErrorBody> = {}
-  try {
-    body = (await response.json()) as Partial<ApiErrorBody>
-  } catch {
-    // not JSON (a proxy's error page): the status says enough
-  }
-  const code = body.code ?? `http_${response.status}`
-  let message: string
-  if (body.code && te(`errors.${body.code}`)) message = t(`errors.${body.code}`)
-  else if (typeof body.detail === 'string') message = body.detail
-  else if (Array.isArray(body.detail)) message = t('errors.validation_error')
-  else message = t('errors.http', { status: response.status })
-  return new StreamRequestError(response.status, code, message)
-}
-
 /** Answer every model, then return all results at once. */
 export async function compare(
   request: CompareRequest,
@@ -118,12 +87,5 @@ export async function openCompareStream(
   request: CompareRequest,
   signal?: AbortSignal,
 ): Promise<Response> {
-  const response = await authenticatedFetch('/api/playground/compare/stream', {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json', Accept: 'text/event-stream' },
-    body: JSON.stringify(request),
-    signal,
-  })
-  if (!response.ok) throw await refusal(response)
-  return response
+  return openEventStream('/playground/compare/stream', request, signal)
 }

@@ -11,7 +11,7 @@ import * as chatApi from '@/api/chat'
 import { i18n, loadPageMessages } from '@/locales'
 import { useChatStore } from '@/store/modules/chat'
 import * as markdown from '@/utils/markdown'
-import MessageList from '@/views/modelChat/modules/MessageList.vue'
+import MessageList from '@/views/model-chat/modules/MessageList.vue'
 
 import { frame, makeChatSession, makeMessage, sseStream } from './chatFixtures'
 

@@ -18,7 +18,7 @@ import {
   pickUsable,
   resultsFromColumns,
   titleFromPrompt,
-} from '@/views/modelTest/data'
+} from '@/views/model-test/data'
 import { newColumn } from '@/composables/useCompareStream'
 
 import { deferred, flush, makeSession, reply, scriptedAdapter } from './helpers'

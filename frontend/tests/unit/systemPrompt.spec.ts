@@ -27,8 +27,8 @@ import {
   renderValues,
   sortProblems,
   storedFormat,
-} from '@/views/systemPrompt/data'
-import { useLiveValidation } from '@/views/systemPrompt/useLiveValidation'
+} from '@/views/system-prompt/data'
+import { useLiveValidation } from '@/views/system-prompt/useLiveValidation'
 
 import { deferred, flush, reply, scriptedAdapter } from './helpers'
 

@@ -24,17 +24,4 @@ export function lockReason(row: AdminUser, currentUserId: number | undefined): L
   return null
 }
 
-/** A timestamp from the API in the reader's language; '' for none. */
-export function formatDateTime(value: string | null | undefined, locale: string): string {
-  if (!value) return ''
-  const date = new Date(value)
-  if (Number.isNaN(date.getTime())) return value
-  // Minutes are precise enough for a table and keep the column on one line in every locale.
-  return date.toLocaleString(locale, {
-    year: 'numeric',
-    month: '2-digit',
-    day: '2-digit',
-    hour: '2-digit',
-    minute: '2-digit',
-  })
-}
+export { formatDateTime } from '@/utils/format'

@@ -103,19 +103,7 @@ export function describeFailure(error: unknown): { message: string; detail: stri
   return { message, detail }
 }
 
-/** A timestamp from the API in the reader's language; '' for none. */
-export function formatDateTime(value: string | null | undefined, locale: string): string {
-  if (!value) return ''
-  const date = new Date(value)
-  if (Number.isNaN(date.getTime())) return value
-  return date.toLocaleString(locale, {
-    year: 'numeric',
-    month: '2-digit',
-    day: '2-digit',
-    hour: '2-digit',
-    minute: '2-digit',
-  })
-}
+export { formatDateTime } from '@/utils/format'
 
 type Translate = (key: string, named?: Record<string, unknown>) => string
 

@@ -9,7 +9,7 @@ import type { ModelTestResult } from '@/api/modelTests'
 import type { CompareColumn } from '@/composables/useCompareStream'
 
 export { COMPARE_MAX }
-export { formatDateTime } from '@/views/model-config/data'
+export { formatDateTime } from '@/utils/format'
 
 /** The backend's limit on a message (schemas/chat.py MESSAGE_CONTENT_MAX). */
 export const PROMPT_MAX = 100_000

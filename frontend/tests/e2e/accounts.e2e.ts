@@ -6,6 +6,7 @@
 import type { Browser, BrowserContext, Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
+import { ApiClient } from './api'
 import {
   baseURL,
   byId,
@@ -14,6 +15,7 @@ import {
   newContext,
   screenshotOnFailure,
   shot,
+  signIn,
   skipReason,
 } from './browser'
 
@@ -22,22 +24,8 @@ const USER = { email: 'dora@example.com', nickname: 'dora', password: 'Dora-Stro
 
 const skip = Boolean(skipReason())
 
-async function signIn(page: Page, username: string, password: string): Promise<void> {
-  await page.goto('/login')
-  await page.fill(input('login-username'), username)
-  await page.fill(input('login-password'), password)
-  await page.click(byId('login-submit'))
-}
-
-async function apiToken(username: string, password: string): Promise<string> {
-  const response = await fetch(`${baseURL()}/api/auth/login`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ username, password }),
-  })
-  expect(response.status).toBe(200)
-  return ((await response.json()) as { access_token: string }).access_token
-}
+/** The built-in admin through the API, once the first test has changed its password. */
+const adminApi = new ApiClient({ nickname: 'admin', password: ADMIN_PASSWORD })
 
 describe.skipIf(skip)('accounts in the browser', () => {
   let browser: Browser
@@ -220,27 +208,20 @@ describe.skipIf(skip)('accounts in the browser', () => {
     await expect.poll(async () => (await menu.innerText()).trim()).toBe('仪表盘')
   })
 
-  async function adminToken(): Promise<string> {
-    return apiToken('admin', ADMIN_PASSWORD)
-  }
-
   async function userById(id: number): Promise<{ role: string; is_active: boolean }> {
-    const response = await fetch(`${baseURL()}/api/admin/users?size=100`, {
-      headers: { Authorization: `Bearer ${await adminToken()}` },
-    })
-    const page = (await response.json()) as {
+    const page = await adminApi.json<{
       items: { id: number; role: string; is_active: boolean }[]
-    }
+    }>('GET', '/api/admin/users?size=100')
     const found = page.items.find((item) => item.id === id)
     if (!found) throw new Error(`user ${id} not listed`)
     return found
   }
 
   async function userIdByNickname(nickname: string): Promise<number> {
-    const response = await fetch(`${baseURL()}/api/admin/users?q=${nickname}`, {
-      headers: { Authorization: `Bearer ${await adminToken()}` },
-    })
-    const page = (await response.json()) as { items: { id: number; nickname: string }[] }
+    const page = await adminApi.json<{ items: { id: number; nickname: string }[] }>(
+      'GET',
+      `/api/admin/users?q=${nickname}`,
+    )
     const found = page.items.find((item) => item.nickname === nickname)
     if (!found) throw new Error(`no user ${nickname}`)
     return found.id

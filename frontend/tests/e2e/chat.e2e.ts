@@ -9,31 +9,28 @@
 import { readFile } from 'node:fs/promises'
 
 import type { Browser, BrowserContext, Page } from 'playwright-core'
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
+import { ApiClient, createMockConfig, register, suffix, uniqueUser } from './api'
 import {
   baseURL,
   byId,
+  DOT_PNG,
   input,
   launch,
-  newContext,
   screenshotOnFailure,
   shot,
-  skipReason,
+  signedInPage,
+  upstreamSkipReason,
 } from './browser'
 
-const suffix = Date.now().toString(36)
-const USER = {
-  email: `chat-${suffix}@example.com`,
-  nickname: `chat-${suffix}`,
-  password: 'Chat-Page-Pass-2026',
-}
+const USER = uniqueUser('chat', 'Chat-Page-Pass-2026')
+const api = new ApiClient(USER)
 // What the mock answers (backend/tests/upstream.py).
 const THINK_REASONING = 'The user greets me. I should greet back and mention 42.'
 const THINK_ANSWER = 'Hello there! The answer is 42.'
 
-const upstreamURL = (): string => inject('upstreamURL')
-const reason = skipReason() || (upstreamURL() ? '' : 'the mock upstream is not available')
+const reason = upstreamSkipReason()
 const skip = Boolean(reason)
 
 interface Message {
@@ -49,32 +46,8 @@ interface SessionDetail {
   messages: { items: Message[]; has_more: boolean }
 }
 
-let token = ''
-
-async function call(path: string, init: RequestInit = {}): Promise<Response> {
-  return fetch(`${baseURL()}${path}`, {
-    ...init,
-    headers: {
-      'content-type': 'application/json',
-      ...(token ? { Authorization: `Bearer ${token}` } : {}),
-      ...(init.headers ?? {}),
-    },
-  })
-}
-
 async function setUp(): Promise<Record<string, number>> {
-  const registered = await call('/api/auth/register', {
-    method: 'POST',
-    body: JSON.stringify(USER),
-  })
-  expect(registered.status, await registered.clone().text()).toBe(201)
-  const login = await call('/api/auth/login', {
-    method: 'POST',
-    body: JSON.stringify({ username: USER.nickname, password: USER.password }),
-  })
-  expect(login.status).toBe(200)
-  token = ((await login.json()) as { access_token: string }).access_token
-
+  await register(USER)
   const configs: Record<string, number> = {}
   // `echo-vision`: the echo scenario behind a config that declares vision.
   for (const key of [
@@ -86,36 +59,19 @@ async function setUp(): Promise<Record<string, number>> {
     'echo-vision',
   ]) {
     const vision = key === 'echo-vision'
-    const response = await call('/api/model-config/', {
-      method: 'POST',
-      body: JSON.stringify({
-        name: `Mock ${key} ${suffix}`,
-        provider: 'custom',
-        endpoint: `${upstreamURL()}/v1`,
-        api_key: 'sk-test-key',
-        model: vision ? 'echo' : key,
-        capabilities: { vision, reasoning: key.startsWith('reasoning') },
-        status: 1,
-      }),
+    configs[key] = await createMockConfig(api, {
+      name: `Mock ${key} ${suffix}`,
+      model: vision ? 'echo' : key,
+      apiKey: 'sk-test-key',
+      vision,
+      reasoning: key.startsWith('reasoning'),
     })
-    expect(response.status, await response.clone().text()).toBe(201)
-    const created = (await response.json()) as { id: number; status: number }
-    expect(created.status).toBe(1)
-    configs[key] = created.id
   }
   return configs
 }
 
-/** A 1×1 PNG (Pillow on the server checks images by content). */
-const PNG = Buffer.from(
-  'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==',
-  'base64',
-)
-
 async function sessionDetail(id: number): Promise<SessionDetail> {
-  const response = await call(`/api/chat/sessions/${id}?limit=50`)
-  expect(response.status).toBe(200)
-  return (await response.json()) as SessionDetail
+  return api.json<SessionDetail>('GET', `/api/chat/sessions/${id}?limit=50`, undefined, 200)
 }
 
 describe.skipIf(skip)('chat in the browser', () => {
@@ -129,13 +85,8 @@ describe.skipIf(skip)('chat in the browser', () => {
   beforeAll(async () => {
     configs = await setUp()
     browser = await launch()
-    context = await newContext(browser)
-    page = await context.newPage()
-    await page.goto('/login')
-    await page.fill(input('login-username'), USER.nickname)
-    await page.fill(input('login-password'), USER.password)
-    await page.click(byId('login-submit'))
-    await page.waitForURL((url) => url.pathname === '/')
+    page = await signedInPage(browser, USER)
+    context = page.context()
   })
 
   afterAll(async () => {
@@ -378,12 +329,12 @@ describe.skipIf(skip)('chat in the browser', () => {
 
   it('preselects a prompt from the library link and sends with it', async () => {
     screenshotOnFailure(() => context, 'chat-prompt')
-    const created = await call('/api/chat/system-prompts/', {
-      method: 'POST',
-      body: JSON.stringify({ name: `Pirate ${suffix}`, content: 'Answer like a pirate.' }),
-    })
-    expect(created.status, await created.clone().text()).toBe(201)
-    const prompt = (await created.json()) as { id: number; name: string }
+    const prompt = await api.json<{ id: number; name: string }>(
+      'POST',
+      '/api/chat/system-prompts/',
+      { name: `Pirate ${suffix}`, content: 'Answer like a pirate.' },
+      201,
+    )
 
     await page.goto(`/chat?system_prompt_id=${prompt.id}`)
     await page.waitForSelector(byId('chat-empty'))
@@ -399,9 +350,10 @@ describe.skipIf(skip)('chat in the browser', () => {
     // The preset was for the new chat; the session now carries it, the URL no longer.
     expect(new URL(page.url()).searchParams.get('system_prompt_id')).toBeNull()
     const id = sessionFromUrl()
-    const saved = (await (await call(`/api/chat/sessions/${id}`)).json()) as {
-      session: { system_prompt_id: number | null }
-    }
+    const saved = await api.json<{ session: { system_prompt_id: number | null } }>(
+      'GET',
+      `/api/chat/sessions/${id}`,
+    )
     expect(saved.session.system_prompt_id).toBe(prompt.id)
     await shot(page, '39-chat-prompt-preset')
   })
@@ -414,11 +366,7 @@ describe.skipIf(skip)('chat in the browser', () => {
     expect(await page.locator(byId('chat-attach')).isDisabled()).toBe(true)
     await chooseModel('echo-vision')
     expect(await page.locator(byId('chat-attach')).isDisabled()).toBe(false)
-    await page.setInputFiles(byId('chat-attach-input'), {
-      name: 'dot.png',
-      mimeType: 'image/png',
-      buffer: PNG,
-    })
+    await page.setInputFiles(byId('chat-attach-input'), DOT_PNG)
     const thumb = page.locator(`${byId('chat-composer')} ${byId('chat-image-thumb')}`)
     await thumb.waitFor()
     await expect.poll(() => thumb.locator('.mt-thumb-uploading').count()).toBe(0)
@@ -440,24 +388,21 @@ describe.skipIf(skip)('chat in the browser', () => {
 
   it('loads earlier messages when scrolled to the top, keeping the view', async () => {
     screenshotOnFailure(() => context, 'chat-older')
-    const created = await call('/api/chat/sessions', {
-      method: 'POST',
-      body: JSON.stringify({ title: `Long ${suffix}` }),
-    })
-    expect(created.status).toBe(201)
-    const id = ((await created.json()) as { id: number }).id
+    const { id } = await api.json<{ id: number }>(
+      'POST',
+      '/api/chat/sessions',
+      { title: `Long ${suffix}` },
+      201,
+    )
     for (let i = 1; i <= 60; i++) {
       const assistant = i % 2 === 0
-      const response = await call('/api/chat/messages', {
-        method: 'POST',
-        body: JSON.stringify({
-          session_id: id,
-          role: assistant ? 'assistant' : 'user',
-          // The last answer was written back with its reasoning inline.
-          content: i === 60 ? `<think>Inline reasoning</think>Answer ${i}` : `Message ${i}`,
-        }),
-      })
-      expect(response.status).toBe(201)
+      const message = {
+        session_id: id,
+        role: assistant ? 'assistant' : 'user',
+        // The last answer was written back with its reasoning inline.
+        content: i === 60 ? `<think>Inline reasoning</think>Answer ${i}` : `Message ${i}`,
+      }
+      await api.json('POST', '/api/chat/messages', message, 201)
     }
     await page.goto(`/chat?session=${id}`)
     const messages = page.locator(byId('chat-message'))
@@ -516,7 +461,7 @@ describe.skipIf(skip)('chat in the browser', () => {
     await expect.poll(() => item.count()).toBe(0)
     await expect.poll(() => new URL(page.url()).searchParams.get('session')).toBeNull()
     await page.waitForSelector(byId('chat-empty'))
-    const gone = await call(`/api/chat/sessions/${reasoningSession}`)
+    const gone = await api.fetch(`/api/chat/sessions/${reasoningSession}`)
     expect(gone.status).toBe(404)
     await shot(page, '38-chat-deleted')
   })

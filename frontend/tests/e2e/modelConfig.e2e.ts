@@ -5,31 +5,27 @@
  * It registers its own user, so it does not depend on what other specs did to the admin.
  */
 import type { Browser, BrowserContext, Page } from 'playwright-core'
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
+import { ApiClient, register, suffix, uniqueUser } from './api'
 import {
-  baseURL,
   byId,
   input,
   launch,
-  newContext,
   screenshotOnFailure,
   shot,
-  skipReason,
+  signedInPage,
+  upstreamSkipReason,
+  upstreamURL,
 } from './browser'
 
-const suffix = Date.now().toString(36)
-const USER = {
-  email: `models-${suffix}@example.com`,
-  nickname: `models-${suffix}`,
-  password: 'Model-Config-Pass-2026',
-}
+const USER = uniqueUser('models', 'Model-Config-Pass-2026')
+const api = new ApiClient(USER)
 const GOOD = { name: `Mock plain ${suffix}`, key: 'sk-test-key' }
 const BAD = { name: `Mock wrong key ${suffix}`, key: 'sk-wrong-key' }
 const DRAFT = { name: `OpenAI draft ${suffix}` }
 
-const upstreamURL = (): string => inject('upstreamURL')
-const reason = skipReason() || (upstreamURL() ? '' : 'the mock upstream is not available')
+const reason = upstreamSkipReason()
 const skip = Boolean(reason)
 
 interface ConfigRow {
@@ -41,31 +37,9 @@ interface ConfigRow {
   api_key_masked: string | null
 }
 
-async function register(): Promise<void> {
-  const response = await fetch(`${baseURL()}/api/auth/register`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(USER),
-  })
-  expect(response.status, await response.clone().text()).toBe(201)
-}
-
-async function apiToken(): Promise<string> {
-  const response = await fetch(`${baseURL()}/api/auth/login`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ username: USER.nickname, password: USER.password }),
-  })
-  expect(response.status).toBe(200)
-  return ((await response.json()) as { access_token: string }).access_token
-}
-
 async function configByName(name: string): Promise<ConfigRow> {
-  const response = await fetch(`${baseURL()}/api/model-config/`, {
-    headers: { Authorization: `Bearer ${await apiToken()}` },
-  })
-  expect(response.status).toBe(200)
-  const found = ((await response.json()) as ConfigRow[]).find((row) => row.name === name)
+  const rows = await api.json<ConfigRow[]>('GET', '/api/model-config/', undefined, 200)
+  const found = rows.find((row) => row.name === name)
   if (!found) throw new Error(`no config named ${name}`)
   return found
 }
@@ -76,15 +50,10 @@ describe.skipIf(skip)('model configs in the browser', () => {
   let page: Page
 
   beforeAll(async () => {
-    await register()
+    await register(USER)
     browser = await launch()
-    context = await newContext(browser)
-    page = await context.newPage()
-    await page.goto('/login')
-    await page.fill(input('login-username'), USER.nickname)
-    await page.fill(input('login-password'), USER.password)
-    await page.click(byId('login-submit'))
-    await page.waitForURL((url) => url.pathname === '/')
+    page = await signedInPage(browser, USER)
+    context = page.context()
   })
 
   afterAll(async () => {

@@ -8,38 +8,28 @@
 import { readFile } from 'node:fs/promises'
 
 import type { Browser, BrowserContext, Page } from 'playwright-core'
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
+import { ApiClient, createMockConfig, register, suffix, uniqueUser } from './api'
 import {
-  baseURL,
   byId,
-  input,
+  DOT_PNG,
   launch,
-  newContext,
   screenshotOnFailure,
   shot,
-  skipReason,
+  signedInPage,
+  textarea,
+  upstreamSkipReason,
 } from './browser'
 
-const suffix = Date.now().toString(36)
-const USER = {
-  email: `compare-${suffix}@example.com`,
-  nickname: `compare-${suffix}`,
-  password: 'Compare-Models-Pass-2026',
-}
+const USER = uniqueUser('compare', 'Compare-Models-Pass-2026')
+const api = new ApiClient(USER)
 const PROMPT = 'Say hello and tell me the answer.'
-/** A valid 1x1 PNG (the server checks uploads by content). */
-const PNG_1X1 =
-  'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=='
 const PLAIN_ANSWER = 'Hello! I am the mock upstream.'
 const THINK_ANSWER = 'Hello there! The answer is 42.'
 const THINK_REASONING = 'The user greets me.'
 
-/** Element Plus puts data-testid on the native textarea of an el-input (like `input()`). */
-const textarea = (testId: string): string => `${byId(testId)} textarea, textarea${byId(testId)}`
-
-const upstreamURL = (): string => inject('upstreamURL')
-const reason = skipReason() || (upstreamURL() ? '' : 'the mock upstream is not available')
+const reason = upstreamSkipReason()
 const skip = Boolean(reason)
 
 interface SavedResult {
@@ -58,51 +48,8 @@ interface SavedTest {
   winner_index: number | null
 }
 
-async function register(): Promise<void> {
-  const response = await fetch(`${baseURL()}/api/auth/register`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(USER),
-  })
-  expect(response.status, await response.clone().text()).toBe(201)
-}
-
-let token = ''
-
-async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
-  if (!token) {
-    const login = await fetch(`${baseURL()}/api/auth/login`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ username: USER.nickname, password: USER.password }),
-    })
-    expect(login.status).toBe(200)
-    token = ((await login.json()) as { access_token: string }).access_token
-  }
-  const response = await fetch(`${baseURL()}/api${path}`, {
-    method,
-    headers: { 'content-type': 'application/json', Authorization: `Bearer ${token}` },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  })
-  expect(response.ok, `${method} ${path}: ${await response.clone().text()}`).toBe(true)
-  return (response.status === 204 ? null : await response.json()) as T
-}
-
-async function createConfig(name: string, model: string, vision = false): Promise<number> {
-  const created = await call<{ id: number; status: number }>('POST', '/model-config/', {
-    name,
-    provider: 'custom',
-    endpoint: `${upstreamURL()}/v1`,
-    model,
-    status: 1,
-    capabilities: { vision, reasoning: false },
-  })
-  expect(created.status).toBe(1)
-  return created.id
-}
-
 async function savedTests(): Promise<SavedTest[]> {
-  return (await call<{ items: SavedTest[] }>('GET', '/model/tests?page=1&size=20')).items
+  return (await api.json<{ items: SavedTest[] }>('GET', '/api/model/tests?page=1&size=20')).items
 }
 
 describe.skipIf(skip)('model comparison in the browser', () => {
@@ -128,24 +75,21 @@ describe.skipIf(skip)('model comparison in the browser', () => {
   }
 
   beforeAll(async () => {
-    await register()
-    ids.plain = await createConfig(names.plain, 'plain')
+    await register(USER)
+    const config = (name: string, model: string, vision = false): Promise<number> =>
+      createMockConfig(api, { name, model, vision })
+    ids.plain = await config(names.plain, 'plain')
     // The mock answers this model name with HTTP 500, every time.
-    ids.broken = await createConfig(names.broken, 'server-error')
-    ids.thinker = await createConfig(names.thinker, 'reasoning-content')
-    ids.echo = await createConfig(names.echo, 'echo')
+    ids.broken = await config(names.broken, 'server-error')
+    ids.thinker = await config(names.thinker, 'reasoning-content')
+    ids.echo = await config(names.echo, 'echo')
     // echo says how many images it received; this config declares that it reads images.
-    ids.eyes = await createConfig(names.eyes, 'echo', true)
+    ids.eyes = await config(names.eyes, 'echo', true)
     // 200 chunks, 20 ms apart: long enough to stop half-way.
-    ids.long = await createConfig(names.long, 'long')
+    ids.long = await config(names.long, 'long')
     browser = await launch()
-    context = await newContext(browser)
-    page = await context.newPage()
-    await page.goto('/login')
-    await page.fill(input('login-username'), USER.nickname)
-    await page.fill(input('login-password'), USER.password)
-    await page.click(byId('login-submit'))
-    await page.waitForURL((url) => url.pathname === '/')
+    page = await signedInPage(browser, USER)
+    context = page.context()
   })
 
   afterAll(async () => {
@@ -329,11 +273,7 @@ describe.skipIf(skip)('model comparison in the browser', () => {
     screenshotOnFailure(() => context, 'compare-image')
     await page.goto(`/model-test?configs=${ids.eyes}`)
     await expect.poll(() => page.isDisabled(byId('compare-image-button'))).toBe(false)
-    await page.setInputFiles(byId('compare-image-input'), {
-      name: 'dot.png',
-      mimeType: 'image/png',
-      buffer: Buffer.from(PNG_1X1, 'base64'),
-    })
+    await page.setInputFiles(byId('compare-image-input'), DOT_PNG)
     await page.waitForSelector(`${byId('compare-image')} img`)
     await page.click(byId('compare-mode-stream'))
     await page.fill(textarea('compare-prompt'), 'What is in the picture?')

@@ -8,23 +8,20 @@
 import type { Browser, BrowserContext, Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
+import { ApiClient, register, suffix, uniqueUser } from './api'
 import {
-  baseURL,
   byId,
   input,
   launch,
-  newContext,
   screenshotOnFailure,
   shot,
+  signedInPage,
   skipReason,
+  textarea,
 } from './browser'
 
-const suffix = Date.now().toString(36)
-const USER = {
-  email: `prompts-${suffix}@example.com`,
-  nickname: `prompts-${suffix}`,
-  password: 'Prompt-Library-Pass-2026',
-}
+const USER = uniqueUser('prompts', 'Prompt-Library-Pass-2026')
+const api = new ApiClient(USER)
 const NAME = `Translator ${suffix}`
 const BROKEN = '{\n  "role": "translator",\n  "target": "{{ lang }}",\n}'
 const FIXED = '{\n  "role": "translator",\n  "target": "{{ lang }}"\n}'
@@ -42,36 +39,15 @@ interface PromptRow {
   can_edit: boolean
 }
 
-let token = ''
-
-async function apiToken(): Promise<string> {
-  if (token) return token
-  const response = await fetch(`${baseURL()}/api/auth/login`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ username: USER.nickname, password: USER.password }),
-  })
-  expect(response.status).toBe(200)
-  token = ((await response.json()) as { access_token: string }).access_token
-  return token
-}
-
 async function listPrompts(params: Record<string, string>): Promise<PromptRow[]> {
   const query = new URLSearchParams({ size: '100', ...params })
-  const response = await fetch(`${baseURL()}/api/chat/system-prompts/?${query}`, {
-    headers: { Authorization: `Bearer ${await apiToken()}` },
-  })
-  expect(response.status).toBe(200)
-  return ((await response.json()) as { items: PromptRow[] }).items
+  const path = `/api/chat/system-prompts/?${query}`
+  return (await api.json<{ items: PromptRow[] }>('GET', path, undefined, 200)).items
 }
 
 async function mine(): Promise<PromptRow[]> {
   return listPrompts({ scope: 'mine' })
 }
-
-/** Like `input()`: Element Plus puts the data-testid on the native textarea. */
-const textarea = (testId: string): string =>
-  `[data-testid="${testId}"] textarea, textarea[data-testid="${testId}"]`
 
 describe.skipIf(skip)('the prompt library in the browser', () => {
   let browser: Browser
@@ -79,20 +55,10 @@ describe.skipIf(skip)('the prompt library in the browser', () => {
   let page: Page
 
   beforeAll(async () => {
-    const response = await fetch(`${baseURL()}/api/auth/register`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(USER),
-    })
-    expect(response.status, await response.clone().text()).toBe(201)
+    await register(USER)
     browser = await launch()
-    context = await newContext(browser)
-    page = await context.newPage()
-    await page.goto('/login')
-    await page.fill(input('login-username'), USER.nickname)
-    await page.fill(input('login-password'), USER.password)
-    await page.click(byId('login-submit'))
-    await page.waitForURL((url) => url.pathname === '/')
+    page = await signedInPage(browser, USER)
+    context = page.context()
   })
 
   afterAll(async () => {

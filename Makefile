@@ -107,6 +107,9 @@ format: backend-setup frontend-setup
 bench: backend-setup frontend-setup
 	$(BIN)/python bench/login_load.py
 	$(BIN)/python bench/llm_core_overhead.py
+	$(BIN)/python bench/chat_relay.py
+	$(BIN)/python bench/chat_capacity.py
+	$(BIN)/python bench/chat_history.py
 	cd frontend && npm run size
 
 clean:

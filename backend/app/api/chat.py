@@ -91,10 +91,9 @@ async def stream(
     """Send a turn (or regenerate the last answer) and stream the answer as SSE; the user turn
     is saved first, the answer once at the end (also when cut short: interrupted / error)."""
     user_id = user.id
-    # The user was read in the request's session; end that transaction now, the stream may
-    # run for minutes. The turn is written in its own short session.
-    await run_in_threadpool(db.rollback)
-    turn = await run_in_threadpool(service.prepare_turn, user_id, session_id, data)
+    # The user was read in the request's session; end that transaction (the stream may run for
+    # minutes) in the same thread hop that writes the turn in its own short session.
+    turn = await run_in_threadpool(service.prepare_turn, user_id, session_id, data, db)
     return SSEResponse(chat_stream.session_stream(turn))
 
 
@@ -110,7 +109,6 @@ async def chat(data: ChatRequest, user: CurrentUser, db: SessionDep) -> ChatResp
     turns saved). Provider failures answer 502 / 504 with the provider's reason."""
     if data.session_id is not None:
         user_id = user.id
-        await run_in_threadpool(db.rollback)
         request = StreamRequest(
             content=data.content,
             image_ids=data.image_ids,
@@ -118,7 +116,7 @@ async def chat(data: ChatRequest, user: CurrentUser, db: SessionDep) -> ChatResp
             system_prompt_id=data.system_prompt_id,
             params=data.params,
         )
-        turn = await run_in_threadpool(service.prepare_turn, user_id, data.session_id, request)
+        turn = await run_in_threadpool(service.prepare_turn, user_id, data.session_id, request, db)
         return await chat_stream.complete_turn(turn)
     assert data.messages is not None and data.model_config_id is not None  # the validator's
     call = await run_in_threadpool(

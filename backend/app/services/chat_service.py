@@ -336,10 +336,15 @@ def prepare_turn(
     user_id: int,
     session_id: int,
     data: StreamRequest,
+    request_db: Session | None = None,
 ) -> PreparedTurn:
     """Check the request, write the user turn (or find the turn to re-answer) and build the
     conversation to send. Commits in its own session, so the user turn is stored before the
-    model is called and no transaction stays open during the call."""
+    model is called and no transaction stays open during the call. `request_db` (the request's
+    session, which only read the user) is rolled back first: it must not hold a connection for
+    the length of the answer."""
+    if request_db is not None:
+        request_db.rollback()
     with session_scope() as db:
         actor = db.get(User, user_id)
         if actor is None:

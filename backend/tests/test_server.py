@@ -107,3 +107,51 @@ def test_short_secret_key_refuses_to_start(tmp_path: Path) -> None:
     )
     assert result.returncode != 0
     assert "SECRET_KEY must be at least 32 characters" in result.stdout + result.stderr
+
+
+def test_many_concurrent_requests_do_not_deadlock(server: tuple[str, Path]) -> None:
+    """More requests in flight than the pool has connections (5 + 10) and the worker pool has
+    threads (40). A request holding a connection while it waits for a thread deadlocks the
+    server once the waiting ones take every thread: checkouts then time out (500 after 30 s)."""
+    import asyncio
+
+    base, _ = server
+    with httpx.Client(base_url=base, timeout=10) as client:
+        account = {"email": "busy@example.com", "nickname": "busy", "password": "Busy-Server-2026"}
+        assert client.post("/api/auth/register", json=account).status_code == 201
+        token = client.post(
+            "/api/auth/login", json={"username": "busy", "password": account["password"]}
+        ).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        session_id = client.post("/api/chat/sessions", json={}, headers=headers).json()["id"]
+
+    async def burst(count: int) -> list[int]:
+        limits = httpx.Limits(max_connections=count)
+        async with httpx.AsyncClient(
+            base_url=base, headers=headers, timeout=25, limits=limits
+        ) as http:
+            opening = asyncio.Semaphore(8)  # connect gently; then every request at once
+
+            async def warm() -> None:
+                async with opening:
+                    await http.get("/health")
+
+            await asyncio.gather(*(warm() for _ in range(count)))
+
+            async def one(index: int) -> int:
+                try:
+                    if index % 2:
+                        response = await http.post(
+                            "/api/chat/messages",
+                            json={"session_id": session_id, "role": "user", "content": "x"},
+                        )
+                    else:
+                        response = await http.get(f"/api/chat/sessions/{session_id}")
+                except httpx.TimeoutException:
+                    return 0
+                return response.status_code
+
+            return await asyncio.gather(*(one(i) for i in range(count * 3)))
+
+    codes = asyncio.run(burst(100))
+    assert sorted(set(codes)) == [200, 201], {code: codes.count(code) for code in set(codes)}

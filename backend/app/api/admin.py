@@ -7,11 +7,17 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query, Response, status
 
 from app.api.deps import AdminUser, SessionDep, require_admin
+from app.api.routing import CommittingRoute
 from app.schemas.common import Page
 from app.schemas.user import AdminStats, AdminUserPublic, AdminUserUpdate, ResetLink
 from app.services import user_service
 
-router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
+router = APIRouter(
+    route_class=CommittingRoute,
+    prefix="/admin",
+    tags=["admin"],
+    dependencies=[Depends(require_admin)],
+)
 
 
 @router.get("/users", response_model=Page[AdminUserPublic])

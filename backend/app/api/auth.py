@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from app.api.deps import AnyUser, ClientIP, SessionDep, get_user_pending_password_change
+from app.api.routing import CommittingRoute
 from app.config import settings
 from app.schemas.user import (
     ChangePasswordRequest,
@@ -26,9 +27,12 @@ from app.services import auth_service, mail
 REFRESH_COOKIE = "refresh_token"
 REFRESH_COOKIE_PATH = "/api/auth"
 
-public_router = APIRouter(prefix="/auth", tags=["auth"])
+public_router = APIRouter(route_class=CommittingRoute, prefix="/auth", tags=["auth"])
 account_router = APIRouter(
-    prefix="/auth", tags=["auth"], dependencies=[Depends(get_user_pending_password_change)]
+    route_class=CommittingRoute,
+    prefix="/auth",
+    tags=["auth"],
+    dependencies=[Depends(get_user_pending_password_change)],
 )
 
 RefreshCookie = Annotated[str | None, Cookie(alias=REFRESH_COOKIE, include_in_schema=False)]

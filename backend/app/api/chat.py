@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query, Response, status
 from fastapi.concurrency import run_in_threadpool
 
 from app.api.deps import CurrentUser, SessionDep, get_current_user
+from app.api.routing import CommittingRoute
 from app.api.sse import SSEResponse
 from app.schemas.chat import (
     PAGE_LIMIT_MAX,
@@ -25,8 +26,14 @@ from app.schemas.chat import (
 from app.schemas.common import Page
 from app.services import chat_service as service
 from app.services import chat_stream
+from app.services.chat_service import PreparedCall
 
-router = APIRouter(prefix="/chat", tags=["chat"], dependencies=[Depends(get_current_user)])
+router = APIRouter(
+    route_class=CommittingRoute,
+    prefix="/chat",
+    tags=["chat"],
+    dependencies=[Depends(get_current_user)],
+)
 
 Limit = Annotated[int, Query(ge=1, le=PAGE_LIMIT_MAX)]
 
@@ -119,16 +126,20 @@ async def chat(data: ChatRequest, user: CurrentUser, db: SessionDep) -> ChatResp
         turn = await run_in_threadpool(service.prepare_turn, user_id, data.session_id, request, db)
         return await chat_stream.complete_turn(turn)
     assert data.messages is not None and data.model_config_id is not None  # the validator's
-    call = await run_in_threadpool(
-        service.prepare_call,
-        db,
-        user,
-        data.model_config_id,
-        data.messages,
-        system_prompt=data.system_prompt,
-        system_prompt_id=data.system_prompt_id,
-        extra_image_ids=data.image_ids,
-        overrides=data.params,
-    )
-    await run_in_threadpool(db.rollback)
-    return await chat_stream.complete_call(call)
+    messages, config_id = data.messages, data.model_config_id
+
+    def prepare() -> PreparedCall:
+        call = service.prepare_call(
+            db,
+            user,
+            config_id,
+            messages,
+            system_prompt=data.system_prompt,
+            system_prompt_id=data.system_prompt_id,
+            extra_image_ids=data.image_ids,
+            overrides=data.params,
+        )
+        db.rollback()  # the read is over; the answer may take minutes
+        return call
+
+    return await chat_stream.complete_call(await run_in_threadpool(prepare))

@@ -8,11 +8,17 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Query, Response
 
 from app.api.deps import CurrentUser, SessionDep, get_current_user
+from app.api.routing import CommittingRoute
 from app.schemas.chat import ExportFormat, ExportRequest
 from app.services import chat_export as service
 from app.services.chat_export import ExportFile
 
-router = APIRouter(prefix="/chat", tags=["chat"], dependencies=[Depends(get_current_user)])
+router = APIRouter(
+    route_class=CommittingRoute,
+    prefix="/chat",
+    tags=["chat"],
+    dependencies=[Depends(get_current_user)],
+)
 
 
 def content_disposition(filename: str) -> str:

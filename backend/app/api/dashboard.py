@@ -5,11 +5,15 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from app.api.deps import CurrentUser, SessionDep, get_current_user
+from app.api.routing import CommittingRoute
 from app.schemas.dashboard import DashboardStats
 from app.services import dashboard_service
 
 router = APIRouter(
-    prefix="/dashboard", tags=["dashboard"], dependencies=[Depends(get_current_user)]
+    route_class=CommittingRoute,
+    prefix="/dashboard",
+    tags=["dashboard"],
+    dependencies=[Depends(get_current_user)],
 )
 
 

@@ -26,7 +26,12 @@ def get_user_pending_password_change(
     """The signed-in user, even one who still has to change the password."""
     if not token:
         raise Unauthorized("Not authenticated", code="not_authenticated")
-    return auth_service.user_from_access_token(db, token)
+    user = auth_service.user_from_access_token(db, token)
+    # End the read transaction in this thread: the route runs in another one, and a request must
+    # not hold a pooled connection while it waits for a thread (see app.api.routing). The user
+    # stays loaded (expire_on_commit=False).
+    db.commit()
+    return user
 
 
 # Async although nothing is awaited: a check without I/O runs on the event loop instead of costing

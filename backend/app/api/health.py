@@ -7,9 +7,10 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from app import __version__
+from app.api.routing import CommittingRoute
 from app.services import system_service
 
-router = APIRouter(tags=["system"])
+router = APIRouter(route_class=CommittingRoute, tags=["system"])
 
 
 @router.get("/health")

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response, status
 
 from app.api.deps import CurrentUser, SessionDep, get_current_user
+from app.api.routing import CommittingRoute
 from app.schemas.model_config import (
     ConnectionTest,
     Endpoint,
@@ -21,7 +22,10 @@ from app.schemas.model_config import (
 from app.services import model_config_service as service
 
 router = APIRouter(
-    prefix="/model-config", tags=["model-config"], dependencies=[Depends(get_current_user)]
+    route_class=CommittingRoute,
+    prefix="/model-config",
+    tags=["model-config"],
+    dependencies=[Depends(get_current_user)],
 )
 
 # Fixed paths come before /{config_id}: Starlette matches in order, and "providers" would

@@ -9,6 +9,7 @@ from fastapi.responses import FileResponse
 
 from app.api.chat_export import attachment
 from app.api.deps import CurrentUser, SessionDep, get_current_user
+from app.api.routing import CommittingRoute
 from app.schemas.common import Page
 from app.schemas.model_test import (
     EXPORT_IDS_MAX,
@@ -22,7 +23,12 @@ from app.services import image_service
 from app.services import model_test_service as service
 from app.services.chat_export import ExportFile
 
-router = APIRouter(prefix="/model", tags=["model-tests"], dependencies=[Depends(get_current_user)])
+router = APIRouter(
+    route_class=CommittingRoute,
+    prefix="/model",
+    tags=["model-tests"],
+    dependencies=[Depends(get_current_user)],
+)
 
 # The body is read by the service as a stream (see image_service), so FastAPI does not know its
 # shape; this describes it for /docs.

@@ -7,6 +7,7 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
 from app.api.deps import CurrentUser, SessionDep, get_current_user
+from app.api.routing import CommittingRoute
 from app.api.sse import SSEResponse
 from app.models import User
 from app.schemas.chat import (
@@ -20,7 +21,10 @@ from app.services import chat_service, chat_stream
 from app.services.chat_service import PreparedCall
 
 router = APIRouter(
-    prefix="/playground", tags=["playground"], dependencies=[Depends(get_current_user)]
+    route_class=CommittingRoute,
+    prefix="/playground",
+    tags=["playground"],
+    dependencies=[Depends(get_current_user)],
 )
 
 

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response, status
 
 from app.api.deps import CurrentUser, SessionDep, get_current_user
+from app.api.routing import CommittingRoute
 from app.models.system_prompt import CATEGORY_MAX, TAG_MAX
 from app.schemas.common import Page
 from app.schemas.system_prompt import (
@@ -25,6 +26,7 @@ from app.schemas.system_prompt import (
 from app.services import prompt_service as service
 
 router = APIRouter(
+    route_class=CommittingRoute,
     prefix="/chat/system-prompts",
     tags=["system-prompts"],
     dependencies=[Depends(get_current_user)],

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from app.config import settings
+from app.database import run_then_commit
 from app.exceptions import AppError, FieldError, InvalidFields, NotFound, PayloadTooLarge
 from app.models import UploadedImage, User
 from app.models.media import IMAGE_TYPES
@@ -382,7 +383,7 @@ async def upload_image(
     """Receive a multipart upload (field `file`), check it and store it for `actor`."""
     await run_in_threadpool(_release, db)
     staged = await _receive_upload(content_type, content_length, chunks)
-    return await run_in_threadpool(_store, db, actor, staged)
+    return await run_then_commit(db, _store, db, actor, staged)
 
 
 # ------------------------------------------------------------------------- read / delete

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from app.config import settings
-from app.database import utcnow
+from app.database import run_then_commit, utcnow
 from app.exceptions import (
     BadGateway,
     Conflict,
@@ -621,7 +621,7 @@ async def refresh_models(db: Session, data: RefreshModelsRequest) -> ProviderMod
     )
     await run_in_threadpool(_release, db)
     models = await _list_models(provider, endpoint, data.api_key or None)
-    return await run_in_threadpool(_store_models, db, provider, endpoint, models)
+    return await run_then_commit(db, _store_models, db, provider, endpoint, models)
 
 
 async def refresh_models_for_config(db: Session, config_id: int) -> ProviderModels:
@@ -629,7 +629,7 @@ async def refresh_models_for_config(db: Session, config_id: int) -> ProviderMode
     configs are shared and the key never leaves the server)."""
     target = await run_in_threadpool(_read_target, db, config_id)
     models = await _list_models(target.provider, target.endpoint, target.api_key)
-    return await run_in_threadpool(_store_models, db, target.provider, target.endpoint, models)
+    return await run_then_commit(db, _store_models, db, target.provider, target.endpoint, models)
 
 
 async def check_connection(db: Session, config_id: int) -> ConnectionTest:

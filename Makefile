@@ -110,6 +110,7 @@ bench: backend-setup frontend-setup
 	$(BIN)/python bench/chat_relay.py
 	$(BIN)/python bench/chat_capacity.py
 	$(BIN)/python bench/chat_history.py
+	$(BIN)/python bench/api_concurrency.py
 	cd frontend && npm run size
 
 clean:

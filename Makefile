@@ -26,6 +26,7 @@ help:
 	@echo "             TEST_DATABASE_URL is set), vue-tsc, Vitest, Playwright e2e"
 	@echo "make lint   - ruff check, ruff format --check, mypy; eslint + prettier"
 	@echo "make bench  - run the benchmarks in bench/"
+	@echo "make train-env - create .venv-train (LLaMA-Factory, SwanLab; several GB; make test does it)"
 
 setup: backend-setup frontend-build
 
@@ -82,7 +83,8 @@ run: setup
 
 test: setup lint test-backend test-frontend
 
-test-backend: backend-setup
+# The engine tests need the training venv (cached: rebuilt only when its requirements change).
+test-backend: backend-setup train-env
 	@echo "== backend tests on SQLite =="
 	$(BIN)/python -m pytest backend/tests $(PYTEST_ARGS)
 	@if [ -n "$$TEST_DATABASE_URL" ]; then \

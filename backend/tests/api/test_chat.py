@@ -651,4 +651,3 @@ def test_streams_are_documented_as_event_streams(client: TestClient) -> None:
         "/api/playground/compare/stream",
     ):
         assert "text/event-stream" in paths[path]["post"]["responses"]["200"]["content"]
-

@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     LLM_CONNECT_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0, le=600)
     LLM_IDLE_TIMEOUT_SECONDS: float = Field(default=120.0, gt=0, le=3600)
     IMAGE_MAX_BYTES: int = Field(default=10 * 1024 * 1024, ge=1024)
+    # Training engine (LLaMA-Factory in its own venv, `make train-env`): its bin/ folder (or the
+    # llamafactory-cli executable), how many runs at once, and where each task's folder goes.
+    TRAIN_ENGINE_BIN: Path = REPO_ROOT / ".venv-train" / "bin"
+    TRAIN_MAX_CONCURRENT: int = Field(default=1, ge=1, le=64)
+    TRAINING_OUTPUT_DIR: Path = BACKEND_DIR / "outputs" / "training"
 
     @field_validator("CORS_ORIGINS", mode="before")
     @classmethod
@@ -133,7 +138,9 @@ class Settings(BaseSettings):
         parse_rate(value)
         return value
 
-    @field_validator("DATA_DIR", "UPLOAD_DIR", "FRONTEND_DIST")
+    @field_validator(
+        "DATA_DIR", "UPLOAD_DIR", "FRONTEND_DIST", "TRAIN_ENGINE_BIN", "TRAINING_OUTPUT_DIR"
+    )
     @classmethod
     def _absolute_data_dir(cls, value: Path) -> Path:
         return value if value.is_absolute() else (REPO_ROOT / value).resolve()

@@ -252,12 +252,12 @@ def _append(
 def add_message(db: Session, actor: User, data: MessageCreate) -> ChatMessagePublic:
     """Persist a turn produced elsewhere (a client that streamed through the playground)."""
     session = _own_session(db, actor.id, data.session_id)
-    _check_refs(db, actor, data.model_config_id, None)
-    if data.image_ids:
-        image_service.load_data_urls(db, actor, data.image_ids)  # 404 unless the actor's
     model = None
-    if data.model_config_id is not None and data.role == "assistant":
-        model = model_config_service.get_config(db, actor, data.model_config_id).model
+    if data.model_config_id is not None:  # 404 when it does not exist
+        config = model_config_service.get_config(db, actor, data.model_config_id)
+        model = config.model if data.role == "assistant" else None
+    if data.image_ids:
+        image_service.require_owned(db, actor, data.image_ids)  # 404 unless the actor's
     row = _append(
         db,
         session,
@@ -350,8 +350,8 @@ def prepare_turn(
         if actor is None:
             raise NotFound("User not found", code="user_not_found")
         session = _own_session(db, actor.id, session_id)
-        if data.model_config_id is not None and data.model_config_id != session.model_config_id:
-            _check_refs(db, actor, data.model_config_id, None)
+        if data.model_config_id is not None:
+            # chat_target below answers 404 for an unknown id (and the transaction rolls back).
             session.model_config_id = data.model_config_id
         if data.system_prompt_id is not None and data.system_prompt_id != session.system_prompt_id:
             _check_refs(db, actor, None, data.system_prompt_id)
@@ -384,7 +384,7 @@ def prepare_turn(
                 .limit(1)
             )
         else:
-            image_service.load_data_urls(db, actor, list(data.image_ids))  # 404 unless own
+            image_service.require_owned(db, actor, list(data.image_ids))  # 404 unless own
             row = _append(
                 db,
                 session,

@@ -2,6 +2,7 @@
 
 from app.models.auth_token import PasswordResetToken, RefreshToken
 from app.models.chat import ChatMessageRow, ChatSession
+from app.models.dataset import Dataset
 from app.models.media import UploadedImage
 from app.models.model_config import AppState, ModelConfig, ProviderModel
 from app.models.model_test import ModelTest
@@ -12,6 +13,7 @@ __all__ = [
     "AppState",
     "ChatMessageRow",
     "ChatSession",
+    "Dataset",
     "ModelConfig",
     "ModelTest",
     "PasswordResetToken",

@@ -99,6 +99,11 @@ class EngineStatus:
     def cli(self) -> Path:
         return self.bin_dir / CLI_NAME
 
+    @property
+    def version_supported(self) -> bool:
+        """The yaml keys and behaviours here were checked against this version only."""
+        return self.version == SUPPORTED_VERSION
+
 
 def resolve_bin_dir(configured: Path | str | None = None) -> Path:
     """TRAIN_ENGINE_BIN (or `configured`) as a bin/ folder; the executable's path also works."""

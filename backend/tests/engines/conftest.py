@@ -73,7 +73,7 @@ def tiny_model(engine_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 WriteDataset = Callable[[Path], Path]
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def write_tiny_alpaca() -> WriteDataset:
     """write(dataset_dir): 16 alpaca rows as `tiny_alpaca`, with dataset_info.json."""
 

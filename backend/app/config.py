@@ -88,6 +88,7 @@ class Settings(BaseSettings):
     LLM_CONNECT_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0, le=600)
     LLM_IDLE_TIMEOUT_SECONDS: float = Field(default=120.0, gt=0, le=3600)
     IMAGE_MAX_BYTES: int = Field(default=10 * 1024 * 1024, ge=1024)
+    DATASET_MAX_BYTES: int = Field(default=2 * 1024 * 1024 * 1024, ge=1024)
     # Training engine (LLaMA-Factory in its own venv, `make train-env`): its bin/ folder (or the
     # llamafactory-cli executable), how many runs at once, and where each task's folder goes.
     TRAIN_ENGINE_BIN: Path = REPO_ROOT / ".venv-train" / "bin"

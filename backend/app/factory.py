@@ -26,7 +26,7 @@ from app.spa import mount_spa
 logger = logging.getLogger(__name__)
 
 # Upload routes, checked against their own size limits instead of MAX_JSON_BODY_BYTES.
-UPLOAD_PATHS = (r"/api/model/upload-image",)
+UPLOAD_PATHS = (r"/api/model/upload-image", r"/api/training/datasets/upload")
 
 
 def startup() -> None:

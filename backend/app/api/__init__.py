@@ -8,6 +8,7 @@ from app.api import (
     chat,
     chat_export,
     dashboard,
+    datasets,
     model_config,
     model_tests,
     playground,
@@ -26,3 +27,5 @@ api_router.include_router(playground.router)
 # /api/model/tests and /api/model/upload-image: mounted before the model runtime's /api/model/{id}.
 api_router.include_router(model_tests.router)
 api_router.include_router(dashboard.router)
+# Before the training jobs router: /api/training/datasets stays reachable.
+api_router.include_router(datasets.router)

@@ -95,14 +95,19 @@ def remove_tree(path: Path) -> None:
 
 
 def display_filename(raw: bytes) -> str:
-    """The client's file name without any folder part or control characters, for display
-    only (never part of a path)."""
+    """The client's file name without any folder part or control characters, at most 255
+    characters (the extension kept), for display only (never part of a path)."""
     try:
         name = raw.decode("utf-8")
     except UnicodeDecodeError:
         name = raw.decode("latin-1")
-    name = re.split(r"[\\/]", name)[-1]
-    return _CONTROL_RE.sub("", name).strip()[:NAME_MAX]
+    name = _CONTROL_RE.sub("", re.split(r"[\\/]", name)[-1]).strip()
+    if len(name) <= NAME_MAX:
+        return name
+    stem, dot, ext = name.rpartition(".")
+    if dot and len(ext) <= 16:  # keep the extension: it may decide the file type
+        return stem[: NAME_MAX - len(ext) - 1] + "." + ext
+    return name[:NAME_MAX]
 
 
 def safe_file_name(name: str, fallback_stem: str, max_length: int = 120) -> str:

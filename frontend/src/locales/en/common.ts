@@ -80,6 +80,11 @@ const en: typeof common = {
     system_prompt_not_found: 'The prompt does not exist or was deleted',
     conversion_failed: 'The content cannot be converted to that format',
     forbidden: 'You are not allowed to do this',
+    dataset_not_found: 'The dataset does not exist or was deleted',
+    dataset_too_large: 'The dataset file is too large',
+    unsupported_dataset: 'Unsupported file type (UTF-8 text .json, .jsonl, .csv or .txt only)',
+    empty_dataset: 'The file holds no records',
+    dataset_in_use: 'A running training job uses this dataset; stop the job first',
     field: {
       passwordCommon: 'This password is too common; choose a less guessable one',
       nicknameLength: 'Nickname must be {a}-{b} characters',

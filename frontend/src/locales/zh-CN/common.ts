@@ -77,6 +77,11 @@ export default {
     system_prompt_not_found: '提示词不存在或已被删除',
     conversion_failed: '无法转换为目标格式',
     forbidden: '你没有权限执行此操作',
+    dataset_not_found: '数据集不存在或已被删除',
+    dataset_too_large: '数据集文件过大',
+    unsupported_dataset: '不支持的文件类型（仅支持 UTF-8 文本的 .json、.jsonl、.csv、.txt）',
+    empty_dataset: '文件中没有任何记录',
+    dataset_in_use: '有正在运行的训练任务使用此数据集，请先停止任务',
     field: {
       passwordCommon: '密码过于常见，请换一个不易猜到的密码',
       nicknameLength: '昵称长度需为 {a}-{b} 个字符',

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -79,6 +80,19 @@ def parse_cpus(text: str) -> list[int]:
     if not cpus:
         raise ValueError(f"no CPUs in {text!r}")
     return sorted(cpus)
+
+
+def add_placement_args(
+    parser: argparse.ArgumentParser, default_out: Path, server: str = "the server"
+) -> None:
+    """--server-cpus, --load-cpus and --out, as every server benchmark takes them."""
+    parser.add_argument(
+        "--server-cpus", help=f"CPUs for {server}, e.g. 0 (default: the first allowed CPU)"
+    )
+    parser.add_argument(
+        "--load-cpus", help="CPUs for the mock and the driver, e.g. 1-3 (default: the second)"
+    )
+    parser.add_argument("--out", type=Path, default=default_out, help="JSON results file")
 
 
 def pinning_from(server_cpus: str | None, load_cpus: str | None) -> Pinning:

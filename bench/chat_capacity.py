@@ -41,6 +41,7 @@ from benchlib import (
     CpuMeter,
     Pinning,
     StreamRecord,
+    add_placement_args,
     create_model_config,
     create_sessions,
     free_port,
@@ -410,13 +411,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--no-control", action="store_true", help="skip the control phase straight to the mock"
     )
-    parser.add_argument(
-        "--server-cpus", help="CPUs for the server, e.g. 0 (default: the first allowed CPU)"
-    )
-    parser.add_argument(
-        "--load-cpus", help="CPUs for the mock and the driver, e.g. 1-3 (default: the second)"
-    )
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results file")
+    add_placement_args(parser, DEFAULT_OUT)
     parser.add_argument("--quick", action="store_true", help="50 streams x 50 chunks (smoke)")
     args = parser.parse_args(argv)
     if args.quick:

@@ -41,6 +41,7 @@ from benchlib import (
     BACKEND,
     REPO,
     Pinning,
+    add_placement_args,
     create_model_config,
     create_sessions,
     free_port,
@@ -382,13 +383,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--appends", type=int, default=300, help="appends per size (300)")
     parser.add_argument("--opens", type=int, default=300, help="opens per size (300)")
     parser.add_argument("--turns", type=int, default=100, help="streamed turns per size (100)")
-    parser.add_argument(
-        "--server-cpus", help="CPUs for the server, e.g. 0 (default: the first allowed CPU)"
-    )
-    parser.add_argument(
-        "--load-cpus", help="CPUs for the mock and the driver, e.g. 1-3 (default: the second)"
-    )
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results file")
+    add_placement_args(parser, DEFAULT_OUT)
     parser.add_argument("--quick", action="store_true", help="40 / 40 / 15 samples (smoke)")
     args = parser.parse_args(argv)
     if args.quick:

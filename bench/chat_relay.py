@@ -37,6 +37,7 @@ from benchlib import (
     CpuMeter,
     Pinning,
     StreamRecord,
+    add_placement_args,
     create_model_config,
     create_sessions,
     free_port,
@@ -502,13 +503,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--interval-ms", type=float, default=5.0, help="pause between chunks in ms (5)"
     )
     parser.add_argument("--no-litellm", action="store_true", help="skip the LiteLLM comparison")
-    parser.add_argument(
-        "--server-cpus", help="CPUs for our server and LiteLLM, e.g. 0 (default: the first)"
-    )
-    parser.add_argument(
-        "--load-cpus", help="CPUs for the mock and the driver, e.g. 1-3 (default: the second)"
-    )
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results file")
+    add_placement_args(parser, DEFAULT_OUT, server="our server and LiteLLM")
     parser.add_argument("--quick", action="store_true", help="2 rounds, fewer streams (smoke)")
     args = parser.parse_args(argv)
     try:

@@ -17,6 +17,7 @@ from app.engines import (
     JobLayout,
     TrainSpec,
     dataset_entry,
+    detect_gpus,
     engine_env,
     engine_status,
     job_layout,
@@ -413,3 +414,11 @@ def test_engine_status_of_the_real_venv_is_cheap(engine_bin: Path) -> None:
         assert engine_status(engine_bin) == status
     assert (time.perf_counter() - started) / 100 < 0.005  # cached: two stat() calls
     assert {"default", "qwen", "llama3"} <= set(list_templates(engine_bin))
+
+
+def test_detect_gpus_honours_cuda_visible_devices(monkeypatch: pytest.MonkeyPatch) -> None:
+    found = detect_gpus()
+    assert isinstance(found, list) and all(isinstance(name, str) and name for name in found)
+    for hidden in ("", "-1"):
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", hidden)
+        assert detect_gpus() == []

@@ -53,6 +53,9 @@ FINETUNING_TYPES = ("lora", "qlora", "full", "freeze")
 # chosen/rejected pairs ("preference", `ranking: true`), single answers with a true/false
 # `kto_tag` ("kto"), or plain text for continued pre-training ("text").
 DATASET_KINDS = ("sft", "preference", "kto", "text")
+# The datasets service's detected formats (services/dataset_formats.DETECTED_FORMATS) are
+# accepted as kinds too.
+FORMAT_KINDS = {"alpaca": "sft", "sharegpt": "sft", "openai": "sft"}
 STAGE_DATASET_KIND = {"sft": "sft", "pt": "text", "dpo": "preference", "kto": "kto"}
 SCHEDULERS = (
     "linear",
@@ -345,44 +348,9 @@ def engine_env(
 # ------------------------------------------------------------------------------ datasets
 
 
-def dataset_entry(
-    file_name: str,
-    kind: str,
-    *,
-    formatting: str = "alpaca",
-    columns: Mapping[str, str] | None = None,
-    tags: Mapping[str, str] | None = None,
-) -> dict[str, Any]:
-    """A dataset_info.json entry for a file in the dataset folder. Defaults per kind: alpaca
-    columns; "preference" sets `ranking: true` (columns prompt/chosen/rejected for alpaca);
-    "kto" maps `kto_tag`; "text" reads the `text` column as the prompt."""
-    if kind not in DATASET_KINDS:
-        raise ValueError(f"unknown dataset kind {kind!r}")
-    if formatting not in ("alpaca", "sharegpt"):
-        raise ValueError(f"unknown formatting {formatting!r}")
-    entry: dict[str, Any] = {"file_name": file_name}
-    if formatting != "alpaca":
-        entry["formatting"] = formatting
-    cols = dict(columns or {})
-    if kind == "preference":
-        entry["ranking"] = True
-        if formatting == "alpaca":
-            cols = {"prompt": "instruction", "chosen": "chosen", "rejected": "rejected", **cols}
-        else:
-            cols = {"messages": "conversations", "chosen": "chosen", "rejected": "rejected", **cols}
-    elif kind == "kto":
-        cols = {"kto_tag": "kto_tag", **cols}
-    elif kind == "text":
-        cols = {"prompt": "text", **cols}
-    if cols:
-        entry["columns"] = cols
-    if tags:
-        entry["tags"] = dict(tags)
-    return entry
-
-
 def write_dataset_info(dataset_dir: Path, entries: Mapping[str, Mapping[str, Any]]) -> Path:
-    """Write dataset_dir/dataset_info.json (atomically) and return its path."""
+    """Write dataset_dir/dataset_info.json (atomically) and return its path. The entries come
+    from the datasets service (`dataset_formats.dataset_info_entry`)."""
     for name in entries:
         if not _NAME_RE.match(name):
             raise ValueError(f"dataset name {name!r} must match {_NAME_RE.pattern}")
@@ -528,10 +496,13 @@ def validate_spec(
     wanted = STAGE_DATASET_KIND.get(spec.stage)
     for name in spec.datasets:
         kind = dataset_kinds.get(name)
+        kind = FORMAT_KINDS.get(kind, kind) if kind is not None else None
         if not _NAME_RE.match(name):
             bad("datasets", f"{name!r} is not a valid dataset name")
         elif kind is None:
             bad("datasets", f"dataset {name!r} is unknown")
+        elif kind not in DATASET_KINDS:
+            bad("datasets", f"dataset {name!r} has no usable format ({kind})")
         elif wanted is not None and kind != wanted:
             need = {
                 "sft": "an instruction or conversation dataset",
@@ -880,7 +851,6 @@ __all__ = [
     "JobLayout",
     "SpecProblem",
     "TrainSpec",
-    "dataset_entry",
     "detect_gpus",
     "engine_env",
     "engine_status",

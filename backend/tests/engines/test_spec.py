@@ -16,7 +16,6 @@ from app.engines import (
     EngineUnavailable,
     JobLayout,
     TrainSpec,
-    dataset_entry,
     detect_gpus,
     engine_env,
     engine_status,
@@ -91,6 +90,16 @@ def test_the_stage_decides_which_datasets_fit(
 def test_dpo_names_what_it_needs(spec: TrainSpec) -> None:
     found = problems(replace(spec, stage="dpo"))
     assert "preference dataset" in found["datasets"]
+
+
+def test_detected_formats_of_the_datasets_service_are_kinds_too(spec: TrainSpec) -> None:
+    for detected in ("alpaca", "sharegpt", "openai"):
+        found = validate_spec(spec, gpu_available=False, dataset_kinds={"alpaca_a": detected})
+        assert found == []
+    found = validate_spec(spec, gpu_available=False, dataset_kinds={"alpaca_a": "unknown"})
+    assert [(p.field, p.message) for p in found] == [
+        ("datasets", "dataset 'alpaca_a' has no usable format (unknown)")
+    ]
 
 
 def test_unknown_and_missing_datasets(spec: TrainSpec) -> None:
@@ -303,21 +312,8 @@ def test_render_export_yaml(tmp_path: Path) -> None:
         render_export_yaml("/m", tmp_path, "qwen", tmp_path, export_dtype="int3")
 
 
-def test_dataset_entries_per_kind() -> None:
-    assert dataset_entry("a.json", "sft") == {"file_name": "a.json"}
-    pref = dataset_entry("p.jsonl", "preference")
-    assert pref["ranking"] is True
-    assert pref["columns"] == {"prompt": "instruction", "chosen": "chosen", "rejected": "rejected"}
-    chat = dataset_entry("c.json", "sft", formatting="sharegpt", tags={"role_tag": "from"})
-    assert chat == {"file_name": "c.json", "formatting": "sharegpt", "tags": {"role_tag": "from"}}
-    assert dataset_entry("k.json", "kto")["columns"] == {"kto_tag": "kto_tag"}
-    assert dataset_entry("t.json", "text")["columns"] == {"prompt": "text"}
-    with pytest.raises(ValueError):
-        dataset_entry("x.json", "images")
-
-
 def test_write_dataset_info(tmp_path: Path) -> None:
-    path = write_dataset_info(tmp_path / "data", {"d1": dataset_entry("d1.json", "sft")})
+    path = write_dataset_info(tmp_path / "data", {"d1": {"file_name": "d1.json"}})
     assert json.loads(path.read_text()) == {"d1": {"file_name": "d1.json"}}
     assert [p.name for p in path.parent.iterdir()] == ["dataset_info.json"]  # no temp file left
     with pytest.raises(ValueError):

@@ -512,3 +512,17 @@ def delete_dataset(db: Session, actor: User, dataset_id: int) -> None:
     db.delete(row)
     db.flush()
     when_settled(db, on_commit=lambda: remove_tree(folder))
+
+
+def remove_files_of_owner(db: Session, owner_id: int) -> None:
+    """Call before deleting a user (their rows go by ON DELETE CASCADE, which knows nothing of
+    files): their dataset folders are removed once that deletion is committed."""
+    ids = db.scalars(select(Dataset.id).where(Dataset.owner_id == owner_id)).all()
+    folders = [dataset_dir(dataset_id) for dataset_id in ids]
+
+    def remove() -> None:
+        for folder in folders:
+            remove_tree(folder)
+
+    if folders:
+        when_settled(db, on_commit=remove)

@@ -931,3 +931,17 @@ def test_from_tests_refuses_foreign_tests_and_empty_results(
     )
     assert response.status_code == 422 and "preference pairs" in response.json()["detail"]
     assert stored_files() == [] and row_count(db) == 0
+
+
+def test_files_of_a_deleted_owner_are_removed(
+    client: TestClient, user_headers: dict[str, str], other_user: User, db: Session, user: User
+) -> None:
+    carol = auth_headers(client, "carol")
+    mine = created(upload(client, user_headers, name="mine.jsonl"))
+    created(upload(client, carol, name="hers.jsonl"))
+    dataset_service.remove_files_of_owner(db, user.id)
+    db.delete(db.get(User, user.id))
+    db.commit()
+    assert row_count(db) == 1
+    assert [name.split("/")[1] for name in stored_files()] == ["hers.jsonl"]
+    assert not (datasets_root() / str(mine["id"])).exists()

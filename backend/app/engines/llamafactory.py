@@ -27,7 +27,7 @@ import shutil
 import subprocess
 import threading
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -415,7 +415,6 @@ class TrainSpec:
     swanlab_mode: str = "local"
     swanlab_logdir: Path | None = None
     resume_from_checkpoint: Path | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)  # more LLaMA-Factory keys, verbatim
 
 
 @dataclass(frozen=True)
@@ -692,7 +691,6 @@ def train_args(spec: TrainSpec) -> dict[str, Any]:
                 args[name] = getattr(spec, name)
         if spec.swanlab_logdir is not None:
             args["swanlab_logdir"] = str(spec.swanlab_logdir)
-    args.update(spec.extra)
     return args
 
 

@@ -88,8 +88,9 @@ test-backend: backend-setup train-env
 	@echo "== backend tests on SQLite =="
 	$(BIN)/python -m pytest backend/tests $(PYTEST_ARGS)
 	@if [ -n "$$TEST_DATABASE_URL" ]; then \
-		echo "== backend tests on PostgreSQL ($$TEST_DATABASE_URL) =="; \
-		MT_TEST_DB=postgresql $(BIN)/python -m pytest backend/tests $(PYTEST_ARGS); \
+		echo "== backend tests on PostgreSQL ($$TEST_DATABASE_URL; engines and llm_core use no database) =="; \
+		MT_TEST_DB=postgresql $(BIN)/python -m pytest backend/tests \
+			--ignore=backend/tests/engines --ignore=backend/tests/llm_core $(PYTEST_ARGS); \
 	else \
 		echo "TEST_DATABASE_URL not set: PostgreSQL run skipped"; \
 	fi

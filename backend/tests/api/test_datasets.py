@@ -259,13 +259,15 @@ def test_every_format_is_detected(
 def test_names_are_sanitised_and_stay_in_the_dataset_folder(
     client: TestClient, user_headers: dict[str, str], client_name: str, stored: str
 ) -> None:
+    def everything() -> set[Path]:
+        return {p.resolve() for p in settings.UPLOAD_DIR.parent.rglob("*") if p.is_file()}
+
+    before = everything()
     body = created(upload(client, user_headers, name=client_name))
     assert body["file_name"] == stored
     assert stored_files() == [f"{body['id']}/{stored}"]
-    assert all(
-        p.resolve().is_relative_to(datasets_root().resolve())
-        for p in settings.UPLOAD_DIR.rglob("*")
-    )
+    # Nothing was written anywhere else, inside or outside UPLOAD_DIR.
+    assert everything() - before == {(datasets_root() / str(body["id"]) / stored).resolve()}
 
 
 @pytest.mark.parametrize(

@@ -267,3 +267,17 @@ def load_data_urls(db: Session, actor: User, image_ids: list[str]) -> list[str]:
             raise _not_found() from None
         urls.append(f"data:{row.mime_type};base64,{base64.b64encode(data).decode('ascii')}")
     return urls
+
+
+def remove_files_of_owner(db: Session, owner_id: int) -> None:
+    """Call before deleting a user (their rows go by ON DELETE CASCADE, which knows nothing of
+    files): their image files are removed once that deletion is committed."""
+    ids = db.scalars(select(UploadedImage.id).where(UploadedImage.owner_id == owner_id)).all()
+    paths = [_path_of(image_id) for image_id in ids]
+
+    def remove() -> None:
+        for path in paths:
+            unlink(path)
+
+    if paths:
+        when_settled(db, on_commit=remove)

@@ -9,7 +9,7 @@ from app.exceptions import BadRequest, NotFound
 from app.models import RefreshToken, User, UserRole
 from app.schemas.common import Page
 from app.schemas.user import AdminStats, AdminUserPublic, AdminUserUpdate, UserCounts
-from app.services import auth_service
+from app.services import auth_service, dataset_service, image_service
 
 _LIKE_ESCAPE = "\\"
 
@@ -92,6 +92,9 @@ def delete_user(db: Session, actor: User, user_id: int) -> None:
     """Delete a user and everything they own (cascade)."""
     target = get_user(db, user_id)
     _refuse_if_protected(actor, target, "delete")
+    # Their uploads are files as well as rows: removed once the deletion commits.
+    dataset_service.remove_files_of_owner(db, target.id)
+    image_service.remove_files_of_owner(db, target.id)
     db.delete(target)
     db.flush()
 

@@ -236,3 +236,24 @@ def test_stats(client: TestClient, admin_headers: dict[str, str], user: User, db
     assert response.status_code == 200
     # default admin + boss + alice + offline
     assert response.json() == {"users": {"total": 4, "active": 3, "admins": 2}}
+
+
+def test_deleting_a_user_removes_their_uploaded_files(
+    client: TestClient, admin_headers: dict[str, str], user: User, user_headers: dict[str, str]
+) -> None:
+    from app.config import settings
+    from tests.api.test_datasets import upload as upload_dataset
+    from tests.api.test_images import make_image
+    from tests.api.test_images import upload as upload_image
+
+    image = upload_image(client, user_headers, make_image("PNG"))
+    assert image.status_code == 201, image.text
+    dataset = upload_dataset(client, user_headers)
+    assert dataset.status_code == 201, dataset.text
+    image_file = settings.UPLOAD_DIR / "images" / image.json()["id"]
+    dataset_dir = settings.UPLOAD_DIR / "datasets" / str(dataset.json()["id"])
+    assert image_file.is_file() and dataset_dir.is_dir()
+
+    assert client.delete(f"/api/admin/users/{user.id}", headers=admin_headers).status_code == 204
+    assert not image_file.exists()
+    assert not dataset_dir.exists()

@@ -114,6 +114,7 @@ bench: backend-setup frontend-setup
 	$(BIN)/python bench/chat_capacity.py
 	$(BIN)/python bench/chat_history.py
 	$(BIN)/python bench/api_concurrency.py
+	$(BIN)/python bench/dataset_validation.py
 	cd frontend && npm run size
 
 clean:

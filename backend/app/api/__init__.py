@@ -12,6 +12,7 @@ from app.api import (
     model_config,
     model_tests,
     playground,
+    swanlab,
     system_prompts,
 )
 
@@ -29,3 +30,6 @@ api_router.include_router(model_tests.router)
 api_router.include_router(dashboard.router)
 # Before the training jobs router: /api/training/datasets stays reachable.
 api_router.include_router(datasets.router)
+# /training/datasets and /training/swanlab must stay mounted before the future /training/{id}
+# router, or that router's path parameter would swallow them.
+api_router.include_router(swanlab.router)

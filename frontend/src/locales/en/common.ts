@@ -85,6 +85,11 @@ const en: typeof common = {
     unsupported_dataset: 'Unsupported file type (UTF-8 text .json, .jsonl, .csv or .txt only)',
     empty_dataset: 'The file holds no records',
     dataset_in_use: 'A running training job uses this dataset; stop the job first',
+    engine_unavailable: 'The training engine is not installed on the server (run make train-env)',
+    port_in_use: 'The port is already in use; choose another port',
+    logdir_not_writable: 'The SwanLab log folder is not writable',
+    dashboard_failed: 'The SwanLab dashboard could not start',
+    swanlab_logdir_unreadable: 'The SwanLab log folder cannot be read',
     field: {
       passwordCommon: 'This password is too common; choose a less guessable one',
       nicknameLength: 'Nickname must be {a}-{b} characters',

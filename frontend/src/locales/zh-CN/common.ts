@@ -82,6 +82,11 @@ export default {
     unsupported_dataset: '不支持的文件类型（仅支持 UTF-8 文本的 .json、.jsonl、.csv、.txt）',
     empty_dataset: '文件中没有任何记录',
     dataset_in_use: '有正在运行的训练任务使用此数据集，请先停止任务',
+    engine_unavailable: '服务器未安装训练引擎（请运行 make train-env）',
+    port_in_use: '端口已被占用，请换一个端口',
+    logdir_not_writable: 'SwanLab 日志目录不可写',
+    dashboard_failed: 'SwanLab 看板启动失败',
+    swanlab_logdir_unreadable: '无法读取 SwanLab 日志目录',
     field: {
       passwordCommon: '密码过于常见，请换一个不易猜到的密码',
       nicknameLength: '昵称长度需为 {a}-{b} 个字符',

@@ -1,6 +1,6 @@
 import { api } from '@/utils/api'
 
-import type { AdminStats, AdminUser, Page, ResetLink, Role } from './types'
+import type { AdminUser, Page, ResetLink, Role } from './types'
 
 export interface UserQuery {
   page: number
@@ -31,10 +31,5 @@ export async function deleteUser(id: number): Promise<void> {
 
 export async function createResetLink(id: number): Promise<ResetLink> {
   const { data } = await api.post<ResetLink>(`/admin/users/${id}/password-reset`)
-  return data
-}
-
-export async function stats(): Promise<AdminStats> {
-  const { data } = await api.get<AdminStats>('/admin/stats')
   return data
 }

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import FileResponse
 
 from app.api.chat_export import attachment
 from app.api.deps import CurrentUser, SessionDep, get_current_user
-from app.api.routing import CommittingRoute
+from app.api.routing import CommittingRoute, multipart_body
 from app.schemas.common import Page
 from app.schemas.model_test import (
     EXPORT_IDS_MAX,
@@ -30,22 +30,8 @@ router = APIRouter(
     dependencies=[Depends(get_current_user)],
 )
 
-# The body is read by the service as a stream (see image_service), so FastAPI does not know its
-# shape; this describes it for /docs.
-_UPLOAD_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "properties": {"file": {"type": "string", "format": "binary"}},
-                }
-            }
-        },
-    }
-}
+# The body is read by the service as a stream (see services/uploads.py).
+_UPLOAD_BODY = multipart_body()
 
 
 # --------------------------------------------------------------------------------- images

@@ -38,3 +38,22 @@ class CommittingRoute(APIRoute):
         if not inspect.iscoroutinefunction(endpoint):
             endpoint = _commit_after(endpoint)
         super().__init__(path, endpoint, **kwargs)
+
+
+def multipart_body(**fields: dict[str, Any]) -> dict[str, Any]:
+    """`openapi_extra` for an upload route whose body a service reads as a stream (FastAPI then
+    does not know its shape): a multipart form with a required binary `file` and `fields`."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file"],
+                        "properties": {"file": {"type": "string", "format": "binary"}, **fields},
+                    }
+                }
+            },
+        }
+    }

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-import anyio
 import pytest
 import uvicorn
 from fastapi import FastAPI
@@ -29,7 +28,7 @@ from app.services import dataset_formats, dataset_service
 from tests.api.test_chat_export import TURNS, make_prompt, make_session
 from tests.api.test_model_tests import VALID as MODEL_TEST
 from tests.api.test_model_tests import result as model_result
-from tests.factories import auth_headers, free_port, make_user
+from tests.factories import asgi_chunked_post, auth_headers, free_port, make_user
 
 BASE = "/api/training/datasets"
 UPLOAD = f"{BASE}/upload"
@@ -358,60 +357,15 @@ def test_the_upload_is_exempt_from_the_json_body_limit(
     assert body["rows"] == 36_000 and body["status"] == "ready"
 
 
-def _asgi_upload(
-    app: FastAPI, token_header: str, chunks: list[bytes]
-) -> tuple[int, dict[str, Any], int]:
-    """Drive the app with a body that arrives chunk by chunk (no Content-Length), as a real
-    server delivers it; returns status, JSON body and how many chunks the app pulled."""
-    pulled = 0
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        nonlocal pulled
-        if pulled < len(chunks):
-            pulled += 1
-            return {"type": "http.request", "body": chunks[pulled - 1], "more_body": True}
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": UPLOAD,
-        "raw_path": UPLOAD.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [
-            (b"host", b"127.0.0.1"),
-            (b"authorization", token_header.encode()),
-            (b"content-type", CONTENT_TYPE.encode()),
-            (b"transfer-encoding", b"chunked"),
-        ],
-        "client": ("127.0.0.1", 12345),
-        "server": ("127.0.0.1", 80),
-    }
-
-    async def run() -> None:
-        await app(scope, receive, send)
-
-    anyio.run(run)
-    start = next(m for m in sent if m["type"] == "http.response.start")
-    payload = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    return start["status"], json.loads(payload), pulled
-
-
 def test_streamed_upload_stops_reading_as_soon_as_the_limit_is_passed(
     app: FastAPI, user_headers: dict[str, str], db: Session, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(settings, "DATASET_MAX_BYTES", 4096)
     body = _multipart(as_jsonl(ALPACA_ROWS * 2000))
     chunks = [body[i : i + 1024] for i in range(0, len(body), 1024)]
-    status, payload, pulled = _asgi_upload(app, user_headers["Authorization"], chunks)
+    status, payload, pulled = asgi_chunked_post(
+        app, UPLOAD, user_headers["Authorization"], chunks, CONTENT_TYPE
+    )
     assert status == 413 and payload["code"] == "dataset_too_large"
     assert pulled <= 6, f"read {pulled} of {len(chunks)} chunks"
     assert stored_files() == [] and row_count(db) == 0
@@ -422,7 +376,9 @@ def test_wrong_type_is_refused_before_the_data_is_read(
 ) -> None:
     body = _multipart(b"\x00" * 200_000, name="setup.exe")
     chunks = [body[i : i + 1024] for i in range(0, len(body), 1024)]
-    status, payload, pulled = _asgi_upload(app, user_headers["Authorization"], chunks)
+    status, payload, pulled = asgi_chunked_post(
+        app, UPLOAD, user_headers["Authorization"], chunks, CONTENT_TYPE
+    )
     assert status == 415 and payload["code"] == "unsupported_dataset"
     assert pulled == 1
     assert stored_files() == [] and row_count(db) == 0

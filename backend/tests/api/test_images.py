@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import os
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -22,7 +20,7 @@ from app.config import settings
 from app.exceptions import NotFound
 from app.models import UploadedImage, User
 from app.services import image_service
-from tests.factories import auth_headers
+from tests.factories import asgi_chunked_post, auth_headers
 
 UPLOAD = "/api/model/upload-image"
 IMAGES = "/api/model/images"
@@ -245,53 +243,6 @@ def test_declared_oversized_body_is_refused_before_reading(
     assert all_files_under_uploads() == []
 
 
-def _asgi_upload(
-    app: FastAPI, token_header: str, chunks: list[bytes], content_type: str
-) -> tuple[int, dict[str, Any], int]:
-    """Drive the app with a body that arrives chunk by chunk (no Content-Length), as a real
-    server delivers it; returns status, JSON body and how many chunks the app pulled."""
-    pulled = 0
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        nonlocal pulled
-        if pulled < len(chunks):
-            pulled += 1
-            return {"type": "http.request", "body": chunks[pulled - 1], "more_body": True}
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": UPLOAD,
-        "raw_path": UPLOAD.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [
-            (b"host", b"127.0.0.1"),
-            (b"authorization", token_header.encode()),
-            (b"content-type", content_type.encode()),
-            (b"transfer-encoding", b"chunked"),
-        ],
-        "client": ("127.0.0.1", 12345),
-        "server": ("127.0.0.1", 80),
-    }
-
-    async def run() -> None:
-        await app(scope, receive, send)
-
-    anyio.run(run)
-    start = next(m for m in sent if m["type"] == "http.response.start")
-    payload = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    return start["status"], json.loads(payload), pulled
-
-
 def test_streamed_upload_stops_reading_as_soon_as_the_limit_is_passed(
     app: FastAPI,
     user_headers: dict[str, str],
@@ -301,7 +252,9 @@ def test_streamed_upload_stops_reading_as_soon_as_the_limit_is_passed(
     monkeypatch.setattr(settings, "IMAGE_MAX_BYTES", 4096)
     body, content_type = _multipart(b"\x89PNG" + b"\0" * 200_000)
     chunks = [body[i : i + 1024] for i in range(0, len(body), 1024)]
-    status, payload, pulled = _asgi_upload(app, user_headers["Authorization"], chunks, content_type)
+    status, payload, pulled = asgi_chunked_post(
+        app, UPLOAD, user_headers["Authorization"], chunks, content_type
+    )
     assert status == 413 and payload["code"] == "image_too_large"
     assert pulled <= 6, f"read {pulled} of {len(chunks)} chunks"
     assert all_files_under_uploads() == []
@@ -314,7 +267,9 @@ def test_streamed_upload_within_the_limit_is_stored(
     data = make_image("PNG", (64, 64))
     body, content_type = _multipart(data)
     chunks = [body[i : i + 100] for i in range(0, len(body), 100)]
-    status, payload, pulled = _asgi_upload(app, user_headers["Authorization"], chunks, content_type)
+    status, payload, pulled = asgi_chunked_post(
+        app, UPLOAD, user_headers["Authorization"], chunks, content_type
+    )
     assert status == 201, payload
     assert pulled == len(chunks)
     assert (settings.UPLOAD_DIR / "images" / payload["id"]).read_bytes() == data

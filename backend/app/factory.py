@@ -21,6 +21,7 @@ from app.middleware import BodyLimitMiddleware
 from app.migrations import upgrade_head
 from app.request_context import REQUEST_ID_HEADER, RequestIdMiddleware
 from app.services import auth_service, llm_pool, model_config_service, prompt_service
+from app.services.training_runner import supervisor as training_supervisor
 from app.spa import mount_spa
 
 logger = logging.getLogger(__name__)
@@ -49,8 +50,11 @@ def startup() -> None:
 async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
     configure_logging(settings.LOG_LEVEL)
     await run_in_threadpool(startup)
+    # After the migrations: it reconciles the jobs a previous server left running.
+    await run_in_threadpool(training_supervisor.start)
     logger.info("%s %s ready", settings.APP_NAME, __version__)
     yield
+    await run_in_threadpool(training_supervisor.stop)
     await llm_pool.pool.aclose()
     engine.dispose()
 

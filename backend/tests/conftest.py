@@ -20,6 +20,7 @@ for _key in re.findall(r"^    ([A-Z][A-Z0-9_]+): ", _CONFIG_SOURCE, re.MULTILINE
 os.environ["MODELTRAIN_ENV_FILE"] = ""
 os.environ["DATA_DIR"] = str(_TMP / "data")
 os.environ["UPLOAD_DIR"] = str(_TMP / "uploads")
+os.environ["TRAINING_OUTPUT_DIR"] = str(_TMP / "training")
 os.environ["LOG_LEVEL"] = "WARNING"
 os.environ["FRONTEND_DIST"] = str(_TMP / "no-spa-build")  # test_spa.py builds its own
 

@@ -14,6 +14,7 @@ from app.api import (
     playground,
     swanlab,
     system_prompts,
+    training,
 )
 
 api_router = APIRouter(prefix="/api")
@@ -30,6 +31,7 @@ api_router.include_router(model_tests.router)
 api_router.include_router(dashboard.router)
 # Before the training jobs router: /api/training/datasets stays reachable.
 api_router.include_router(datasets.router)
-# /training/datasets and /training/swanlab must stay mounted before the future /training/{id}
-# router, or that router's path parameter would swallow them.
+# /training/datasets and /training/swanlab must stay mounted before the jobs router, or its
+# /training/{job_id} would swallow them.
 api_router.include_router(swanlab.router)
+api_router.include_router(training.router)

@@ -755,10 +755,12 @@ async def start_train(
     bin_dir: Path | str | None = None,
     swanlab_api_key: str | None = None,
     hf_hub_cache: Path | None = None,
+    extra_env: Mapping[str, str] | None = None,
     nice: int = DEFAULT_NICE,
 ) -> ProcessHandle:
     """Write layout.train_yaml and start `llamafactory-cli train` on it (log: layout.train_log,
-    appended on every attempt). Raises EngineUnavailable when the engine is missing."""
+    appended on every attempt). `extra_env` adds variables (e.g. SWANLAB_API_HOST). Raises
+    EngineUnavailable when the engine is missing."""
     status = _require_engine(bin_dir)
     for folder in (layout.root, layout.hf_home, layout.mpl_dir, spec.output_dir):
         folder.mkdir(parents=True, exist_ok=True)
@@ -771,6 +773,7 @@ async def start_train(
         llamaboard_workdir=spec.output_dir,
         swanlab_api_key=swanlab_api_key,
         hf_hub_cache=hf_hub_cache,
+        extra=extra_env,
     )
     return await start_process(
         [str(status.cli), "train", str(layout.train_yaml)],

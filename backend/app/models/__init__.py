@@ -7,6 +7,7 @@ from app.models.media import UploadedImage
 from app.models.model_config import AppState, ModelConfig, ProviderModel
 from app.models.model_test import ModelTest
 from app.models.system_prompt import SystemPrompt
+from app.models.training import TrainingJob, TrainingJobDataset, TrainingMetric
 from app.models.user import User, UserRole
 
 __all__ = [
@@ -20,6 +21,9 @@ __all__ = [
     "ProviderModel",
     "RefreshToken",
     "SystemPrompt",
+    "TrainingJob",
+    "TrainingJobDataset",
+    "TrainingMetric",
     "UploadedImage",
     "User",
     "UserRole",

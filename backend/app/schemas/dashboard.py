@@ -7,6 +7,17 @@ from pydantic import BaseModel, Field
 from app.schemas.user import UserCounts
 
 
+class JobCounts(BaseModel):
+    """Training jobs by status."""
+
+    created: int = 0
+    queued: int = 0
+    running: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    cancelled: int = 0
+
+
 class ActivityCounts(BaseModel):
     """What a user (or the whole team) has made in the platform."""
 
@@ -14,6 +25,8 @@ class ActivityCounts(BaseModel):
     messages: int
     model_tests: int
     images: int
+    datasets: int
+    jobs: JobCounts
 
 
 class TeamCounts(ActivityCounts):

@@ -493,9 +493,10 @@ def update_dataset(db: Session, actor: User, dataset_id: int, data: DatasetUpdat
 
 
 def _running_jobs_using(db: Session, dataset_id: int) -> int:
-    """How many running training jobs read this dataset. The training-jobs step fills this in
-    with a count over its jobs table; until that table exists no job can run, hence 0."""
-    return 0
+    """How many queued or running training jobs will read this dataset."""
+    from app.services.training_service import jobs_using_dataset
+
+    return jobs_using_dataset(db, dataset_id)
 
 
 def delete_dataset(db: Session, actor: User, dataset_id: int) -> None:
@@ -505,7 +506,7 @@ def delete_dataset(db: Session, actor: User, dataset_id: int) -> None:
     running = _running_jobs_using(db, row.id)
     if running:
         raise Conflict(
-            f"{running} running training job(s) use this dataset; stop them first",
+            f"{running} queued or running training job(s) use this dataset; cancel them first",
             code="dataset_in_use",
         )
     folder = dataset_dir(row.id)

@@ -190,9 +190,7 @@ def test_a_lora_sft_job_trains_streams_and_exports(
     assert {"adapter/adapter_model.safetensors", "adapter/adapter_config.json"} <= set(
         archive.namelist()
     )
-    missing = client.get(
-        f"/api/training/{job_id}/artifacts/nothing/download", headers=user_headers
-    )
+    missing = client.get(f"/api/training/{job_id}/artifacts/nothing/download", headers=user_headers)
     assert missing.status_code == 404
 
     tail = client.get(f"/api/training/{job_id}/logs", headers=user_headers).json()

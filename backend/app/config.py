@@ -94,6 +94,11 @@ class Settings(BaseSettings):
     TRAIN_ENGINE_BIN: Path = REPO_ROOT / ".venv-train" / "bin"
     TRAIN_MAX_CONCURRENT: int = Field(default=1, ge=1, le=64)
     TRAINING_OUTPUT_DIR: Path = BACKEND_DIR / "outputs" / "training"
+    # Model serving (`/api/model`): each runtime's folder (yaml, log, caches), the vllm executable
+    # (None: `vllm` on PATH), and how long a model may take to answer /v1/models once started.
+    SERVING_DIR: Path = BACKEND_DIR / "outputs" / "serving"
+    VLLM_BIN: Path | None = None
+    SERVING_LOAD_TIMEOUT_S: float = Field(default=900.0, gt=0, le=86_400)
 
     @field_validator("CORS_ORIGINS", mode="before")
     @classmethod
@@ -140,10 +145,18 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "DATA_DIR", "UPLOAD_DIR", "FRONTEND_DIST", "TRAIN_ENGINE_BIN", "TRAINING_OUTPUT_DIR"
+        "DATA_DIR",
+        "UPLOAD_DIR",
+        "FRONTEND_DIST",
+        "TRAIN_ENGINE_BIN",
+        "TRAINING_OUTPUT_DIR",
+        "SERVING_DIR",
+        "VLLM_BIN",
     )
     @classmethod
-    def _absolute_data_dir(cls, value: Path) -> Path:
+    def _absolute_data_dir(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
         return value if value.is_absolute() else (REPO_ROOT / value).resolve()
 
     @property

@@ -20,7 +20,13 @@ from app.logging_setup import configure_logging
 from app.middleware import BodyLimitMiddleware
 from app.migrations import upgrade_head
 from app.request_context import REQUEST_ID_HEADER, RequestIdMiddleware
-from app.services import auth_service, llm_pool, model_config_service, prompt_service
+from app.services import (
+    auth_service,
+    llm_pool,
+    model_config_service,
+    prompt_service,
+    runtime_runner,  # noqa: F401  (registers the runtime worker)
+)
 from app.services.training_runner import supervisor as training_supervisor
 from app.spa import mount_spa
 

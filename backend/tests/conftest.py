@@ -3,9 +3,11 @@ built by the real migrations, the real app, and per-test clean tables."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +23,7 @@ os.environ["MODELTRAIN_ENV_FILE"] = ""
 os.environ["DATA_DIR"] = str(_TMP / "data")
 os.environ["UPLOAD_DIR"] = str(_TMP / "uploads")
 os.environ["TRAINING_OUTPUT_DIR"] = str(_TMP / "training")
+os.environ["SERVING_DIR"] = str(_TMP / "serving")
 os.environ["LOG_LEVEL"] = "WARNING"
 os.environ["FRONTEND_DIST"] = str(_TMP / "no-spa-build")  # test_spa.py builds its own
 
@@ -37,7 +40,7 @@ else:
 
 from fastapi import FastAPI  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
-from sqlalchemy import text  # noqa: E402
+from sqlalchemy import select, text  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 from app.config import settings  # noqa: E402
@@ -76,6 +79,26 @@ def app() -> Iterator[FastAPI]:
     shutil.rmtree(_TMP, ignore_errors=True)
 
 
+def _stop_leftover_processes() -> None:
+    """A test that fails half-way may leave a training run or a served model going: its
+    process group outlives the test (by design: it outlives the server too). Stop it here."""
+    from app.engines.process import is_alive
+    from app.models import ModelRuntime, TrainingJob
+
+    with session_scope() as db:
+        groups = [
+            (pid, start)
+            for model in (TrainingJob, ModelRuntime)
+            for pid, start in db.execute(
+                select(model.pid, model.proc_start_time).where(model.pid.is_not(None))
+            ).all()
+        ]
+    for pid, start in groups:
+        if start is not None and is_alive(pid, start):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+
+
 def _truncate_all() -> None:
     with engine.begin() as conn:
         for table in reversed(Base.metadata.sorted_tables):
@@ -86,6 +109,7 @@ def _truncate_all() -> None:
 def clean_state(app: FastAPI) -> Iterator[None]:
     """Every test starts with only the default admin and fresh rate limits."""
     yield
+    _stop_leftover_processes()
     _truncate_all()
     with session_scope() as db:
         auth_service.ensure_default_admin(db)

@@ -10,6 +10,7 @@ from app.api import (
     dashboard,
     datasets,
     model_config,
+    model_runtime,
     model_tests,
     playground,
     swanlab,
@@ -26,8 +27,9 @@ api_router.include_router(system_prompts.router)
 api_router.include_router(chat_export.router)
 api_router.include_router(chat.router)
 api_router.include_router(playground.router)
-# /api/model/tests and /api/model/upload-image: mounted before the model runtime's /api/model/{id}.
+# /api/model/tests and /api/model/upload-image: mounted before the model runtimes' /api/model/{id}.
 api_router.include_router(model_tests.router)
+api_router.include_router(model_runtime.router)
 api_router.include_router(dashboard.router)
 # Before the training jobs router: /api/training/datasets stays reachable.
 api_router.include_router(datasets.router)

@@ -15,6 +15,7 @@ from app.api.routing import CommittingRoute
 from app.api.sse import SSEResponse
 from app.database import run_then_commit
 from app.schemas.common import Page
+from app.schemas.model_runtime import DeployRequest, DeployResult
 from app.schemas.training import (
     Artifact,
     EngineInfo,
@@ -29,6 +30,7 @@ from app.schemas.training import (
     TrainingJobPublic,
     TrainingJobUpdate,
 )
+from app.services import runtime_service
 from app.services import training_service as service
 
 router = APIRouter(
@@ -117,6 +119,14 @@ def export_job(
 ) -> TrainingJobDetail:
     """Merge the job's LoRA adapter into its base model, as a new export job."""
     return service.export_job(db, user, job_id, data or ExportRequest())
+
+
+@router.post("/{job_id}/deploy", response_model=DeployResult, status_code=status.HTTP_201_CREATED)
+def deploy_job(
+    job_id: int, user: CurrentUser, db: SessionDep, data: DeployRequest | None = None
+) -> DeployResult:
+    """Serve the job's fine-tuned model (and its base model) and load them for a comparison."""
+    return runtime_service.deploy_job(db, user, job_id, data or DeployRequest())
 
 
 @router.get("/{job_id}/metrics", response_model=JobMetrics)

@@ -5,6 +5,7 @@ from app.models.chat import ChatMessageRow, ChatSession
 from app.models.dataset import Dataset
 from app.models.media import UploadedImage
 from app.models.model_config import AppState, ModelConfig, ProviderModel
+from app.models.model_runtime import ModelRuntime
 from app.models.model_test import ModelTest
 from app.models.system_prompt import SystemPrompt
 from app.models.training import TrainingJob, TrainingJobDataset, TrainingMetric
@@ -16,6 +17,7 @@ __all__ = [
     "ChatSession",
     "Dataset",
     "ModelConfig",
+    "ModelRuntime",
     "ModelTest",
     "PasswordResetToken",
     "ProviderModel",

@@ -23,6 +23,7 @@ import logging
 import os
 import shutil
 import threading
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -90,6 +91,8 @@ class Supervisor:
     _lock_fd: int | None = None
     _runs: dict[int, _Run] = field(default_factory=dict)
     _launching: set[int] = field(default_factory=set)
+    # Other supervised kinds of process (model runtimes) take their turn after the jobs.
+    _workers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -123,6 +126,11 @@ class Supervisor:
             with contextlib.suppress(RuntimeError):  # the loop just closed
                 loop.call_soon_threadsafe(event.set)
 
+    def add_worker(self, tick: Callable[[], Awaitable[None]]) -> None:
+        """Run `tick` in every pass of the active supervisor (after the training jobs)."""
+        if tick not in self._workers:
+            self._workers.append(tick)
+
     @property
     def is_leader(self) -> bool:
         return self._lock_fd is not None
@@ -147,6 +155,12 @@ class Supervisor:
                         await self.tick()
                 except Exception:
                     logger.exception("training supervisor: a pass failed")
+                if self._lock_fd is not None:
+                    for worker in list(self._workers):
+                        try:
+                            await worker()
+                        except Exception:
+                            logger.exception("supervisor: a pass of %r failed", worker)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), POLL_S)
                 self._wake.clear()

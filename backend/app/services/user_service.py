@@ -9,7 +9,13 @@ from app.exceptions import BadRequest, NotFound
 from app.models import RefreshToken, User, UserRole
 from app.schemas.common import Page
 from app.schemas.user import AdminStats, AdminUserPublic, AdminUserUpdate, UserCounts
-from app.services import auth_service, dataset_service, image_service, training_service
+from app.services import (
+    auth_service,
+    dataset_service,
+    image_service,
+    runtime_service,
+    training_service,
+)
 
 _LIKE_ESCAPE = "\\"
 
@@ -94,6 +100,7 @@ def delete_user(db: Session, actor: User, user_id: int) -> None:
     _refuse_if_protected(actor, target, "delete")
     # Refused while one of their training runs is going (its process would be orphaned).
     training_service.before_owner_delete(db, target.id)
+    runtime_service.before_owner_delete(db, target.id)
     # Their uploads and job folders are files as well as rows: removed once the deletion commits.
     dataset_service.remove_files_of_owner(db, target.id)
     image_service.remove_files_of_owner(db, target.id)

@@ -1,0 +1,203 @@
+"""Model runtimes without serving anything: authorisation and visibility, validation, the
+missing-engine and port answers, the state rules, deploy refusals. The real serving loop is in
+test_model_loop.py."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.config import settings
+from app.database import session_scope
+from app.engines import detect_gpus
+from app.models import ModelRuntime, TrainingJob, User
+from tests.engine_fixtures import engine_bin
+from tests.factories import auth_headers
+
+__all__ = ["engine_bin"]
+
+URL = "/api/model"
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def with_engine(engine_bin: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(settings, "TRAIN_ENGINE_BIN", engine_bin)
+    monkeypatch.setattr(settings, "VLLM_BIN", Path("/nonexistent/vllm"))
+
+
+def create(
+    client: TestClient, headers: dict[str, str], model: Path, **overrides: Any
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"name": "tiny", "source_kind": "path", "source": str(model)}
+    body.update(overrides)
+    response = client.post(URL, json=body, headers=headers)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+def set_status(runtime_id: int, status: str) -> None:
+    with session_scope() as db:
+        row = db.get(ModelRuntime, runtime_id)
+        assert row is not None
+        row.status = status
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", URL),
+        ("post", URL),
+        ("get", f"{URL}/engines"),
+        ("get", f"{URL}/1"),
+        ("patch", f"{URL}/1"),
+        ("delete", f"{URL}/1"),
+        ("post", f"{URL}/1/load"),
+        ("post", f"{URL}/1/unload"),
+        ("get", f"{URL}/1/logs"),
+        ("post", "/api/training/1/deploy"),
+    ],
+)
+def test_anonymous_is_401(client: TestClient, method: str, path: str) -> None:
+    response = client.request(method, path, json={})
+    assert response.status_code == 401
+
+
+def test_create_list_and_visibility(
+    client: TestClient,
+    user_headers: dict[str, str],
+    other_user: User,
+    admin_headers: dict[str, str],
+    model_dir: Path,
+) -> None:
+    mine = create(client, user_headers, model_dir, description="mine")
+    assert mine["status"] == "stopped" and mine["port"] is None and mine["can_manage"] is True
+    assert mine["engine"] == "llamafactory" and mine["template"] == "default"
+    carol = auth_headers(client, "carol")
+    theirs = create(client, carol, model_dir, name="carols")
+    # Another user's runtime is invisible until it is ready.
+    assert client.get(f"{URL}/{theirs['id']}", headers=user_headers).status_code == 404
+    assert [r["id"] for r in client.get(URL, headers=user_headers).json()] == [mine["id"]]
+    set_status(theirs["id"], "ready")
+    seen = client.get(f"{URL}/{theirs['id']}", headers=user_headers).json()
+    assert seen["status"] == "ready" and seen["can_manage"] is False
+    for method, path in [
+        ("post", f"{URL}/{theirs['id']}/load"),
+        ("post", f"{URL}/{theirs['id']}/unload"),
+        ("patch", f"{URL}/{theirs['id']}"),
+        ("delete", f"{URL}/{theirs['id']}"),
+        ("get", f"{URL}/{theirs['id']}/logs"),
+    ]:
+        response = client.request(method, path, json={}, headers=user_headers)
+        assert response.status_code == 403, (method, path, response.text)
+    set_status(theirs["id"], "stopped")
+    assert {r["id"] for r in client.get(URL, headers=admin_headers).json()} == {
+        mine["id"],
+        theirs["id"],
+    }
+    assert client.get(f"{URL}/999999", headers=user_headers).json()["code"] == "runtime_not_found"
+
+
+def test_validation(client: TestClient, user_headers: dict[str, str], model_dir: Path) -> None:
+    def problem(**body: Any) -> str:
+        data = {"name": "x", "source_kind": "path", "source": str(model_dir), **body}
+        response = client.post(URL, json=data, headers=user_headers)
+        assert response.status_code == 422, response.text
+        return str(response.json()["detail"])
+
+    assert "name" in problem(name="bad name!")
+    assert "source" in problem(source="relative/model")
+    assert "source" in problem(source="/no/such/model")
+    assert "source" in problem(source_kind="hub", source="/abs/path")
+    assert "engine_args" in problem(engine_args={"gpu_memory_utilization": 7})
+    assert "engine_args" in problem(engine_args={"rm_rf": True})
+    assert "port" in problem(port=80)
+    assert "job_id" in problem(source_kind="job", source=None, job_id=999999)
+    create(client, user_headers, model_dir, name="taken")
+    response = client.post(
+        URL, json={"name": "taken", "source": str(model_dir)}, headers=user_headers
+    )
+    assert response.status_code == 409 and response.json()["code"] == "name_taken"
+    assert client.get(URL, headers=user_headers).json()[0]["name"] == "taken"
+
+
+def test_engines_and_the_missing_engine_answer(
+    client: TestClient, user_headers: dict[str, str], model_dir: Path
+) -> None:
+    engines = {e["engine"]: e for e in client.get(f"{URL}/engines", headers=user_headers).json()}
+    assert engines["llamafactory"]["available"] is True
+    assert engines["vllm"]["available"] is False and engines["vllm"]["missing"]
+    runtime = create(client, user_headers, model_dir, engine="vllm")
+    response = client.post(f"{URL}/{runtime['id']}/load", headers=user_headers)
+    assert response.status_code == 409 and response.json()["code"] == "engine_unavailable"
+    assert "vllm" in response.json()["detail"].lower()
+    assert client.get(f"{URL}/{runtime['id']}", headers=user_headers).json()["status"] == "stopped"
+    if not detect_gpus():
+        assert "GPU" in response.json()["detail"] or "not found" in response.json()["detail"]
+
+
+def test_port_in_use_and_state_rules(
+    client: TestClient, user_headers: dict[str, str], model_dir: Path
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        runtime = create(client, user_headers, model_dir, port=port)
+        response = client.post(f"{URL}/{runtime['id']}/load", headers=user_headers)
+        assert response.status_code == 409 and response.json()["code"] == "port_in_use"
+    unload = client.post(f"{URL}/{runtime['id']}/unload", headers=user_headers)
+    assert unload.status_code == 409 and unload.json()["code"] == "invalid_state"
+    set_status(runtime["id"], "ready")
+    change = client.patch(f"{URL}/{runtime['id']}", json={"port": 9999}, headers=user_headers)
+    assert change.status_code == 409 and change.json()["code"] == "invalid_state"
+    described = client.patch(
+        f"{URL}/{runtime['id']}", json={"description": "still fine"}, headers=user_headers
+    )
+    assert described.status_code == 200 and described.json()["description"] == "still fine"
+    again = client.post(f"{URL}/{runtime['id']}/load", headers=user_headers)
+    assert again.status_code == 409 and again.json()["code"] == "invalid_state"
+    set_status(runtime["id"], "stopped")
+    assert client.get(f"{URL}/{runtime['id']}/logs", headers=user_headers).json()["lines"] == []
+    assert client.delete(f"{URL}/{runtime['id']}", headers=user_headers).status_code == 204
+    assert client.get(f"{URL}/{runtime['id']}", headers=user_headers).status_code == 404
+
+
+def test_deploy_needs_a_succeeded_job(
+    client: TestClient, user: User, other_user: User, user_headers: dict[str, str]
+) -> None:
+    with session_scope() as db:
+        job = TrainingJob(
+            owner_id=user.id, name="j", status="failed", base_model="/m", template="default",
+            config={}, datasets=[], swanlab={},
+        )  # fmt: skip
+        theirs = TrainingJob(
+            owner_id=other_user.id, name="t", status="succeeded", base_model="/m",
+            template="default", config={}, datasets=[], swanlab={},
+        )  # fmt: skip
+        db.add_all([job, theirs])
+        db.flush()
+        job_id, their_id = job.id, theirs.id
+    response = client.post(f"/api/training/{job_id}/deploy", json={}, headers=user_headers)
+    assert response.status_code == 409 and response.json()["code"] == "invalid_state"
+    response = client.post(f"/api/training/{their_id}/deploy", json={}, headers=user_headers)
+    assert response.status_code == 404
+    with session_scope() as db:
+        row = db.get(TrainingJob, job_id)
+        assert row is not None
+        row.status = "succeeded"
+    # Succeeded, but nothing on disk to serve.
+    response = client.post(f"/api/training/{job_id}/deploy", json={}, headers=user_headers)
+    assert response.status_code == 422 and "artifact" in response.text
+    assert client.get(URL, headers=user_headers).json() == []

@@ -4,7 +4,11 @@ test_model_loop.py."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +18,11 @@ from fastapi.testclient import TestClient
 from app.config import settings
 from app.database import session_scope
 from app.engines import detect_gpus
+from app.engines.process import is_alive, start_process
+from app.engines.serving import runtime_layout
 from app.models import ModelRuntime, TrainingJob, User
+from app.services.training_runner import supervisor
+from app.utils.crypto import encrypt_secret
 from tests.engine_fixtures import engine_bin
 from tests.factories import auth_headers
 
@@ -201,3 +209,60 @@ def test_deploy_needs_a_succeeded_job(
     response = client.post(f"/api/training/{job_id}/deploy", json={}, headers=user_headers)
     assert response.status_code == 422 and "artifact" in response.text
     assert client.get(URL, headers=user_headers).json() == []
+
+
+def _stand_in_server(runtime_id: int) -> tuple[int, int]:
+    """A process in the runtime's place (as a previous server would have left it running)."""
+    layout = runtime_layout(runtime_id, settings.SERVING_DIR)
+
+    async def launch() -> tuple[int, int]:
+        handle = await start_process(
+            ["sleep", "120"], cwd=Path("/"), env=dict(os.environ), log_path=layout.log
+        )
+        return handle.pid, handle.start_time
+
+    return asyncio.run(launch())
+
+
+def _wait_status(runtime_id: int, wanted: str, timeout: float = 15) -> ModelRuntime:
+    deadline = time.monotonic() + timeout
+    while True:
+        supervisor.wake()
+        with session_scope() as db:
+            row = db.get(ModelRuntime, runtime_id)
+            assert row is not None
+            db.expunge(row)
+        if row.status == wanted:
+            return row
+        assert time.monotonic() < deadline, f"still {row.status}"
+        time.sleep(0.1)
+
+
+def test_restart_reattaches_a_live_runtime_and_fails_a_dead_one(
+    client: TestClient, user_headers: dict[str, str], model_dir: Path
+) -> None:
+    alive = create(client, user_headers, model_dir, name="alive")
+    dead = create(client, user_headers, model_dir, name="dead")
+    pid, start_time = _stand_in_server(alive["id"])
+    key = encrypt_secret("k" * 20)
+    try:
+        with session_scope() as db:
+            for runtime_id, values in (
+                (alive["id"], {"pid": pid, "proc_start_time": start_time}),
+                (dead["id"], {"pid": os.getpid(), "proc_start_time": 1}),  # not its process
+            ):
+                row = db.get(ModelRuntime, runtime_id)
+                assert row is not None
+                row.status, row.port, row.api_key_encrypted = "ready", 45678, key
+                for name, value in values.items():
+                    setattr(row, name, value)
+        failed = _wait_status(dead["id"], "failed")
+        assert failed.reason is not None and failed.reason.startswith("interrupted")
+        time.sleep(1.2)  # a pass or two: the live one stays ready, re-attached
+        assert _wait_status(alive["id"], "ready").pid == pid
+        unloaded = client.post(f"{URL}/{alive['id']}/unload", headers=user_headers)
+        assert unloaded.status_code == 200 and unloaded.json()["status"] == "stopped"
+        assert not is_alive(pid, start_time)
+    finally:
+        if is_alive(pid, start_time):
+            os.killpg(pid, signal.SIGKILL)

@@ -2,12 +2,28 @@
 import type { AdminStats } from '@/api/types'
 import { api } from '@/utils/api'
 
+/** The states a training job goes through, in that order. */
+export const JOB_STATUSES = [
+  'created',
+  'queued',
+  'running',
+  'succeeded',
+  'failed',
+  'cancelled',
+] as const
+export type JobStatus = (typeof JOB_STATUSES)[number]
+
+/** Training jobs by status. */
+export type JobCounts = Record<JobStatus, number>
+
 /** What a user (or the whole team) has made in the platform. */
 export interface ActivityCounts {
   sessions: number
   messages: number
   model_tests: number
   images: number
+  datasets: number
+  jobs: JobCounts
 }
 
 /** Everybody's activity, plus the accounts as /api/admin/stats counts them. */

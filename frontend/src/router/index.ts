@@ -65,6 +65,18 @@ export const routes: RouteRecordRaw[] = [
         meta: { title: 'nav.modelTest', i18n: ['modelTest'] },
       },
       {
+        path: 'training',
+        name: 'model-training',
+        component: () => import('@/views/ModelTraining.vue'),
+        meta: { title: 'nav.training', i18n: ['training'] },
+      },
+      {
+        path: 'swanlab',
+        name: 'swanlab',
+        component: () => import('@/views/SwanLabViz.vue'),
+        meta: { title: 'nav.swanlab', i18n: ['swanlab', 'training'] },
+      },
+      {
         path: 'admin',
         name: 'admin',
         component: () => import('@/views/AdminPanel.vue'),

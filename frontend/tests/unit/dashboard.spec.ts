@@ -15,12 +15,21 @@ import { makeSession, reply, scriptedAdapter, type SeenRequest } from './helpers
 
 const originalAdapter = api.defaults.adapter
 
-const MINE = { sessions: 4, messages: 37, model_tests: 2, images: 1 }
+const MINE = {
+  sessions: 4,
+  messages: 37,
+  model_tests: 2,
+  images: 1,
+  datasets: 3,
+  jobs: { created: 1, queued: 0, running: 2, succeeded: 5, failed: 1, cancelled: 0 },
+}
 const TEAM = {
   sessions: 40,
   messages: 512,
   model_tests: 9,
   images: 6,
+  datasets: 14,
+  jobs: { created: 2, queued: 3, running: 1, succeeded: 20, failed: 4, cancelled: 6 },
   users: { total: 12, active: 11, admins: 2 },
 }
 
@@ -35,6 +44,7 @@ function makeRouter() {
     'model-config',
     'admin',
     'change-password',
+    'training',
   ]
   return createRouter({
     history: createMemoryHistory(),
@@ -44,7 +54,7 @@ function makeRouter() {
 
 async function mountAs(
   role: 'user' | 'admin',
-  answer: DashboardStats | number,
+  answer: DashboardStats | Record<string, unknown> | number,
 ): Promise<{ wrapper: ReturnType<typeof mount>; requests: SeenRequest[] }> {
   // The auth store follows sessions set after it exists.
   const auth = useAuthStore()
@@ -65,6 +75,10 @@ async function mountAs(
 
 function value(wrapper: ReturnType<typeof mount>, testId: string): string | undefined {
   return wrapper.find(`[data-testid="${testId}"]`).attributes('data-value')
+}
+
+function href(wrapper: ReturnType<typeof mount>, testId: string): string | undefined {
+  return wrapper.find(`[data-testid="${testId}"]`).attributes('href')
 }
 
 beforeAll(async () => {
@@ -105,6 +119,43 @@ describe('Dashboard', () => {
     wrapper.unmount()
   })
 
+  it('shows datasets and training jobs by status, each leading to the training page', async () => {
+    const { wrapper } = await mountAs('user', { mine: MINE, team: null })
+    expect(value(wrapper, 'stat-mine-datasets')).toBe('3')
+    expect(wrapper.find('[data-testid="stat-mine-datasets"]').text()).toContain('3')
+    expect(href(wrapper, 'stat-mine-datasets-link')).toBe('/training')
+    // The total is the sum of the statuses.
+    expect(value(wrapper, 'stat-mine-jobs')).toBe('9')
+    const expected = { created: 1, queued: 0, running: 2, succeeded: 5, failed: 1, cancelled: 0 }
+    for (const [status, count] of Object.entries(expected)) {
+      expect(value(wrapper, `stat-mine-jobs-${status}`)).toBe(String(count))
+      const tag = wrapper.find(`[data-testid="stat-mine-jobs-${status}"]`).text()
+      expect(tag).toContain(i18n.global.t(`dashboard.jobs.status.${status}`))
+      expect(tag).toContain(String(count))
+      expect(href(wrapper, `stat-mine-jobs-${status}-link`)).toBe(`/training?status=${status}`)
+    }
+    expect(href(wrapper, 'stat-mine-jobs-link')).toBe('/training?tab=jobs')
+    expect(wrapper.find('[data-testid="stat-team-jobs"]').exists()).toBe(false)
+    wrapper.unmount()
+  })
+
+  it('shows dashes for datasets and jobs when the server does not count them', async () => {
+    const { sessions, messages, model_tests, images } = MINE
+    const { wrapper } = await mountAs('user', {
+      mine: { sessions, messages, model_tests, images },
+      team: null,
+    })
+    expect(value(wrapper, 'stat-mine-sessions')).toBe('4')
+    expect(value(wrapper, 'stat-mine-datasets')).toBe('')
+    const dash = i18n.global.t('dashboard.stats.unavailable')
+    expect(wrapper.find('[data-testid="stat-mine-datasets"]').text()).toContain(dash)
+    expect(wrapper.find('[data-testid="stat-mine-datasets"]').text()).not.toMatch(/\b0\b/)
+    expect(value(wrapper, 'stat-mine-jobs')).toBe('')
+    expect(value(wrapper, 'stat-mine-jobs-running')).toBe('')
+    expect(wrapper.find('[data-testid="stat-mine-jobs"]').text()).not.toMatch(/\b0\b/)
+    wrapper.unmount()
+  })
+
   it('shows admins their own counts, the accounts and the team totals', async () => {
     const { wrapper } = await mountAs('admin', { mine: MINE, team: TEAM })
     expect(value(wrapper, 'stat-mine-sessions')).toBe('4')
@@ -115,6 +166,12 @@ describe('Dashboard', () => {
     expect(value(wrapper, 'stat-team-messages')).toBe('512')
     expect(value(wrapper, 'stat-team-model-tests')).toBe('9')
     expect(value(wrapper, 'stat-team-images')).toBe('6')
+    expect(value(wrapper, 'stat-mine-datasets')).toBe('3')
+    expect(value(wrapper, 'stat-team-datasets')).toBe('14')
+    expect(value(wrapper, 'stat-team-jobs')).toBe('36')
+    expect(value(wrapper, 'stat-team-jobs-queued')).toBe('3')
+    expect(value(wrapper, 'stat-team-jobs-cancelled')).toBe('6')
+    expect(href(wrapper, 'stat-team-jobs-failed-link')).toBe('/training?status=failed')
     expect(wrapper.find('[data-testid="dashboard-team"]').text()).toContain(
       i18n.global.t('dashboard.team.title'),
     )
@@ -126,6 +183,9 @@ describe('Dashboard', () => {
     const { wrapper } = await mountAs('admin', 500)
     expect(value(wrapper, 'stat-mine-sessions')).toBe('')
     expect(value(wrapper, 'stat-users-total')).toBe('')
+    expect(value(wrapper, 'stat-mine-datasets')).toBe('')
+    expect(value(wrapper, 'stat-team-jobs')).toBe('')
+    expect(value(wrapper, 'stat-team-jobs-running')).toBe('')
     const card = wrapper.find('[data-testid="stat-mine-sessions"]').text()
     expect(card).toContain(i18n.global.t('dashboard.stats.unavailable'))
     expect(card).not.toMatch(/\b0\b/)

@@ -16,6 +16,8 @@ const en: typeof m = {
     messages: 'Chat messages',
     modelTests: 'Model comparisons',
     images: 'Uploaded images',
+    datasets: 'Datasets',
+    jobs: 'Training jobs',
   },
   team: {
     title: 'Team totals',
@@ -23,6 +25,18 @@ const en: typeof m = {
     messages: 'All messages',
     modelTests: 'All comparisons',
     images: 'All images',
+    datasets: 'All datasets',
+    jobs: 'All training jobs',
+  },
+  jobs: {
+    status: {
+      created: 'Not started',
+      queued: 'Queued',
+      running: 'Running',
+      succeeded: 'Succeeded',
+      failed: 'Failed',
+      cancelled: 'Cancelled',
+    },
   },
   account: {
     title: 'My account',

@@ -14,6 +14,8 @@ export default {
     messages: '对话消息',
     modelTests: '模型对比',
     images: '上传的图片',
+    datasets: '数据集',
+    jobs: '训练任务',
   },
   team: {
     title: '团队总计',
@@ -21,6 +23,18 @@ export default {
     messages: '全部消息',
     modelTests: '全部模型对比',
     images: '全部图片',
+    datasets: '全部数据集',
+    jobs: '全部训练任务',
+  },
+  jobs: {
+    status: {
+      created: '未启动',
+      queued: '排队中',
+      running: '运行中',
+      succeeded: '已完成',
+      failed: '失败',
+      cancelled: '已取消',
+    },
   },
   account: {
     title: '我的账号',

@@ -68,13 +68,19 @@ export const routes: RouteRecordRaw[] = [
         path: 'training',
         name: 'model-training',
         component: () => import('@/views/ModelTraining.vue'),
-        meta: { title: 'nav.training', i18n: ['training'] },
+        meta: { title: 'nav.training', i18n: ['training', 'runtime'] },
       },
       {
         path: 'swanlab',
         name: 'swanlab',
         component: () => import('@/views/SwanLabViz.vue'),
         meta: { title: 'nav.swanlab', i18n: ['swanlab', 'training'] },
+      },
+      {
+        path: 'runtimes',
+        name: 'model-runtime',
+        component: () => import('@/views/ModelRuntime.vue'),
+        meta: { title: 'nav.runtime', i18n: ['runtime', 'training'] },
       },
       {
         path: 'admin',

@@ -21,6 +21,10 @@ declare module 'vitest' {
     skipReason: string
     /** The mock upstream's root (its API is under /v1); '' when it could not be started. */
     upstreamURL: string
+    /** A tiny Qwen2 model folder for the training specs; '' without the training engine. */
+    tinyModel: string
+    /** Why the training specs skip ('' when they run). */
+    trainSkipReason: string
   }
 }
 
@@ -109,6 +113,32 @@ async function startUpstream(python: string): Promise<{ server?: Server; url: st
   return { server, url }
 }
 
+/**
+ * The tiny model the training specs train and serve, built offline with the training venv's
+ * python (`make train-env`). Without that venv they skip, unless TRAIN_ENGINE_REQUIRED=1 (CI).
+ */
+async function buildTinyModel(workdir: string): Promise<{ path: string; skip: string }> {
+  const python = join(ROOT, '.venv-train', 'bin', 'python')
+  if (!existsSync(python)) {
+    const message = 'the training engine (.venv-train) is missing: run `make train-env`'
+    if (process.env.TRAIN_ENGINE_REQUIRED === '1') {
+      throw new Error(`${message}; TRAIN_ENGINE_REQUIRED=1`)
+    }
+    console.warn(`\n!! TRAINING E2E SKIPPED: ${message}\n`)
+    return { path: '', skip: message }
+  }
+  const out = join(workdir, 'tiny-model')
+  const builder = start(python, [join(ROOT, 'scripts', 'make_tiny_model.py'), out], ROOT, {
+    ...process.env,
+  })
+  const code = await new Promise<number | null>((resolveCode) => {
+    if (builder.child.exitCode !== null) resolveCode(builder.child.exitCode)
+    else builder.child.once('exit', (exitCode) => resolveCode(exitCode))
+  })
+  if (code !== 0) throw new Error(`building the tiny model failed:\n${builder.log()}`)
+  return { path: out, skip: '' }
+}
+
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   if (!existsSync(CHROMIUM)) {
     const message = `Chromium not found at ${CHROMIUM}: install it (apt-get install chromium)`
@@ -117,6 +147,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
     project.provide('skipReason', message)
     project.provide('baseURL', '')
     project.provide('upstreamURL', '')
+    project.provide('tinyModel', '')
+    project.provide('trainSkipReason', message)
     return async () => undefined
   }
   const dist = join(ROOT, 'frontend', 'dist', 'index.html')
@@ -138,6 +170,9 @@ export default async function setup(project: TestProject): Promise<() => Promise
       MODELTRAIN_ENV_FILE: '',
       DATABASE_URL: `sqlite:///${join(workdir, 'e2e.db')}`,
       DATA_DIR: join(workdir, 'data'),
+      UPLOAD_DIR: join(workdir, 'uploads'),
+      TRAINING_OUTPUT_DIR: join(workdir, 'training'),
+      SERVING_DIR: join(workdir, 'serving'),
       FRONTEND_DIST: join(ROOT, 'frontend', 'dist'),
       PUBLIC_URL: baseURL,
       LOG_LEVEL: 'WARNING',
@@ -149,6 +184,9 @@ export default async function setup(project: TestProject): Promise<() => Promise
     const started = await startUpstream(python)
     upstream = started.server
     project.provide('upstreamURL', started.url)
+    const tiny = await buildTinyModel(workdir)
+    project.provide('tinyModel', tiny.path)
+    project.provide('trainSkipReason', tiny.skip)
   } catch (error) {
     await Promise.all([stop(backend), stop(upstream)])
     rmSync(workdir, { recursive: true, force: true })

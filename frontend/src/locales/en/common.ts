@@ -25,6 +25,7 @@ const en: typeof common = {
     modelConfig: 'Model configs',
     training: 'Model training',
     swanlab: 'SwanLab monitor',
+    runtime: 'Model serving',
     apiDocs: 'API docs',
     changePassword: 'Change password',
     logout: 'Sign out',

@@ -23,6 +23,7 @@ export default {
     modelConfig: '模型配置',
     training: '模型训练',
     swanlab: 'SwanLab 监控',
+    runtime: '模型部署',
     apiDocs: 'API 文档',
     changePassword: '修改密码',
     logout: '退出登录',

@@ -111,6 +111,7 @@ class RuntimeWorker:
             return
         loop = asyncio.get_running_loop()
         self.served[runtime_id] = _Served(runtime_id, handle, port, api_key, loop.time())
+        supervisor.notify_on_exit(handle)
         with session_scope() as db:
             row = db.get(ModelRuntime, runtime_id)
             if row is not None:
@@ -173,6 +174,8 @@ class RuntimeWorker:
             return
         if status != "loading" or served.stopping is not None:
             return
+        # Probe often while it comes up: readiness is what the user is waiting for.
+        supervisor.hurry()
         base_url = f"http://127.0.0.1:{served.port}/v1"
         name = self._name(runtime_id)
         if name is not None and await probe_ready(base_url, served.api_key, name):

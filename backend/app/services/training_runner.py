@@ -60,6 +60,7 @@ from app.services.dataset_service import dataset_path
 logger = logging.getLogger(__name__)
 
 POLL_S = 1.0
+HURRY_POLL_S = 0.2  # while a worker waits for something imminent (a model coming up)
 LOCK_FILE = "training-supervisor.lock"
 
 
@@ -93,6 +94,8 @@ class Supervisor:
     _launching: set[int] = field(default_factory=set)
     # Other supervised kinds of process (model runtimes) take their turn after the jobs.
     _workers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    _hurry_until: float = 0.0
+    _watchers: set[asyncio.Task[None]] = field(default_factory=set)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -131,6 +134,28 @@ class Supervisor:
         if tick not in self._workers:
             self._workers.append(tick)
 
+    def hurry(self, seconds: float = 1.0) -> None:
+        """Pass more often for a while (call from the supervisor's own loop)."""
+        if self._loop is not None:
+            self._hurry_until = max(self._hurry_until, self._loop.time() + seconds)
+
+    def notify_on_exit(self, handle: ProcessHandle) -> None:
+        """Wake the supervisor as soon as a process it started ends, rather than at the next
+        pass (call from the supervisor's own loop)."""
+        proc = handle._proc
+        if proc is None:
+            return
+
+        async def watch() -> None:
+            with contextlib.suppress(Exception):
+                await proc.wait()
+            if self._wake is not None:
+                self._wake.set()
+
+        task = asyncio.create_task(watch())
+        self._watchers.add(task)
+        task.add_done_callback(self._watchers.discard)
+
     @property
     def is_leader(self) -> bool:
         return self._lock_fd is not None
@@ -161,8 +186,10 @@ class Supervisor:
                             await worker()
                         except Exception:
                             logger.exception("supervisor: a pass of %r failed", worker)
+                loop = asyncio.get_running_loop()
+                pause = HURRY_POLL_S if loop.time() < self._hurry_until else POLL_S
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), POLL_S)
+                    await asyncio.wait_for(self._wake.wait(), pause)
                 self._wake.clear()
         finally:
             # The processes go on; the next supervisor re-attaches them.
@@ -436,6 +463,7 @@ class Supervisor:
                 else None
             )
             self._runs[job_id] = _Run(job_id, kind, handle, reader)
+            self.notify_on_exit(handle)
             with session_scope() as db:
                 db.execute(
                     update(TrainingJob)

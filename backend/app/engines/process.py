@@ -178,6 +178,25 @@ def read_exit_code(exit_path: Path) -> int | None:
     return code if isinstance(code, int) else None
 
 
+def has_ended(handle: ProcessHandle) -> bool:
+    """Without waiting: has the process ended? A child of this server is asked for its return
+    code (set once it is reaped); a re-attached one is looked up by pid and start time."""
+    proc = handle._proc
+    if proc is not None:
+        return proc.returncode is not None
+    return not is_alive(handle.pid, handle.start_time)
+
+
+def ended_code(handle: ProcessHandle) -> int | None:
+    """The exit code of an ended process: what the runner recorded, else (the runner itself was
+    killed) the signal that killed it, else None."""
+    code = read_exit_code(handle.exit_path)
+    proc = handle._proc
+    if code is None and proc is not None and proc.returncode is not None:
+        return proc.returncode if proc.returncode < 0 else None
+    return code
+
+
 async def wait(handle: ProcessHandle, *, poll_s: float = 0.5) -> int | None:
     """Wait until the process ends and return its exit code (see `read_exit_code`). Works both
     for a process started by this server (it is reaped) and for one re-attached after a restart

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from app.config import settings
 from app.database import session_scope
 from app.engines import EngineUnavailable
-from app.engines.process import ProcessHandle, is_alive, read_exit_code
+from app.engines.process import ProcessHandle, ended_code, has_ended, is_alive, read_exit_code
 from app.engines.serving import (
     pick_free_port,
     port_free,
@@ -152,9 +152,9 @@ class RuntimeWorker:
         runtime_id = served.runtime_id
         if unload and served.stopping is None:
             served.stopping = asyncio.create_task(stop_server(served.handle))
-        if self._ended(served):
+        if has_ended(served.handle):
             self.served.pop(runtime_id, None)
-            code = self._exit_code(served)
+            code = ended_code(served.handle)
             log = served.handle.log_path
             if unload:
                 self._finish(runtime_id, "stopped", code, None)
@@ -188,23 +188,6 @@ class RuntimeWorker:
     def _name(runtime_id: int) -> str | None:
         with session_scope() as db:
             return db.scalar(select(ModelRuntime.name).where(ModelRuntime.id == runtime_id))
-
-    @staticmethod
-    def _ended(served: _Served) -> bool:
-        proc = served.handle._proc
-        if proc is not None:
-            return proc.returncode is not None
-        return not is_alive(served.handle.pid, served.handle.start_time)
-
-    @staticmethod
-    def _exit_code(served: _Served) -> int | None:
-        code = read_exit_code(served.handle.exit_path)
-        proc = served.handle._proc
-        if code is None and proc is not None and proc.returncode is not None:
-            return proc.returncode if proc.returncode < 0 else None
-        return code
-
-    # ----------------------------------------------------------------------- states
 
     def _ready(self, runtime_id: int, served: _Served) -> None:
         with session_scope() as db:

@@ -42,7 +42,7 @@ from app.engines import (
     stop,
     write_dataset_info,
 )
-from app.engines.process import ProcessHandle, is_alive, read_exit_code
+from app.engines.process import ProcessHandle, ended_code, has_ended, is_alive, read_exit_code
 from app.engines.trainer_log import (
     TRAINER_LOG,
     MetricPoint,
@@ -255,10 +255,10 @@ class Supervisor:
             if cancel and run.stopping is None:
                 run.stopping = asyncio.create_task(stop(run.handle))
             self._ingest(run)
-            if self._ended(run):
+            if has_ended(run.handle):
                 self._ingest(run)
                 self._runs.pop(job_id, None)
-                self._finalize(job_id, self._exit_code(run))
+                self._finalize(job_id, ended_code(run.handle))
         await self._schedule()
 
     def _reattach(self, job_id: int, kind: str, pid: int, start_time: int) -> _Run | None:
@@ -296,23 +296,6 @@ class Supervisor:
             offset = db.scalar(select(TrainingJob.metrics_offset).where(TrainingJob.id == job_id))
         path = jobs.layout_of(job_id).output_dir / TRAINER_LOG
         self._ingest(_Run(job_id, kind, _NO_HANDLE, TrainerLogReader(path, offset=offset or 0)))
-
-    @staticmethod
-    def _ended(run: _Run) -> bool:
-        proc = run.handle._proc
-        if proc is not None:
-            return proc.returncode is not None
-        return not is_alive(run.handle.pid, run.handle.start_time)
-
-    @staticmethod
-    def _exit_code(run: _Run) -> int | None:
-        code = read_exit_code(run.handle.exit_path)
-        proc = run.handle._proc
-        if code is None and proc is not None and proc.returncode is not None:
-            return proc.returncode if proc.returncode < 0 else None
-        return code
-
-    # ------------------------------------------------------------------ metrics
 
     def _ingest(self, run: _Run) -> None:
         """Fold new trainer_log lines into the job's progress and metrics series."""

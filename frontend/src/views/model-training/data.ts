@@ -9,10 +9,10 @@ import type {
   EngineInfo,
   FinetuningType,
   JobStatus,
-  Scheduler,
   Stage,
   TrainingJob,
   TrainingJobCreate,
+  TrainingParams,
 } from '@/api/training'
 import { DATASETS_PER_JOB_MAX, JOB_NAME_MAX } from '@/api/training'
 import type { ValidationIssue } from '@/api/types'
@@ -34,7 +34,8 @@ export type DurationMode = 'epochs' | 'steps'
 /** `server`: follow the server's SwanLab configuration (use_swanlab null). */
 export type SwanlabChoice = 'server' | 'on' | 'off'
 
-export interface JobForm {
+/** Both durations are kept while the user switches; `duration` says which one is sent. */
+export interface JobForm extends Omit<TrainingParams, 'num_train_epochs' | 'max_steps'> {
   name: string
   description: string
   dataset_ids: number[]
@@ -46,28 +47,6 @@ export interface JobForm {
   duration: DurationMode
   num_train_epochs: number
   max_steps: number
-  learning_rate: number
-  per_device_train_batch_size: number
-  gradient_accumulation_steps: number
-  cutoff_len: number
-  max_samples: number | null
-  lora_rank: number
-  lora_alpha: number | null
-  lora_dropout: number
-  lora_target: string
-  freeze_trainable_layers: number
-  quantization_bit: number
-  pref_beta: number
-  warmup: number
-  lr_scheduler_type: Scheduler
-  save_steps: number
-  save_total_limit: number | null
-  logging_steps: number
-  val_size: number
-  eval_steps: number | null
-  bf16: boolean
-  fp16: boolean
-  seed: number
   swanlab: SwanlabChoice
   swanlab_project: string
   swanlab_run_name: string
@@ -288,6 +267,34 @@ export function formFromJob(job: TrainingJob, copyName: string): JobForm {
 }
 
 /** Form items that show server errors; the body's field names map onto them. */
+/** Fields that live in the collapsed "advanced" section: opened when one of them has an error. */
+const ADVANCED = [
+  'per_device_train_batch_size',
+  'gradient_accumulation_steps',
+  'cutoff_len',
+  'max_samples',
+  'lora_rank',
+  'lora_alpha',
+  'lora_dropout',
+  'lora_target',
+  'freeze_trainable_layers',
+  'quantization_bit',
+  'pref_beta',
+  'warmup',
+  'lr_scheduler_type',
+  'save_steps',
+  'save_total_limit',
+  'logging_steps',
+  'val_size',
+  'eval_steps',
+  'bf16',
+  'fp16',
+  'seed',
+  'swanlab',
+  'swanlab_project',
+  'swanlab_run_name',
+] as const
+
 export const JOB_FORM_FIELDS = [
   'name',
   'description',
@@ -298,63 +305,14 @@ export const JOB_FORM_FIELDS = [
   'finetuning_type',
   'duration',
   'learning_rate',
-  'per_device_train_batch_size',
-  'gradient_accumulation_steps',
-  'cutoff_len',
-  'max_samples',
-  'lora_rank',
-  'lora_alpha',
-  'lora_dropout',
-  'lora_target',
-  'freeze_trainable_layers',
-  'quantization_bit',
-  'pref_beta',
-  'warmup',
-  'lr_scheduler_type',
-  'save_steps',
-  'save_total_limit',
-  'logging_steps',
-  'val_size',
-  'eval_steps',
-  'bf16',
-  'fp16',
-  'seed',
-  'swanlab',
-  'swanlab_project',
-  'swanlab_run_name',
+  ...ADVANCED,
   /** Errors about the body as a whole (loc ["body"]). */
   'form',
 ] as const
 
 export type JobFormField = (typeof JOB_FORM_FIELDS)[number]
 
-/** Fields that live in the collapsed "advanced" section: opened when one of them has an error. */
-export const ADVANCED_FIELDS: readonly JobFormField[] = [
-  'per_device_train_batch_size',
-  'gradient_accumulation_steps',
-  'cutoff_len',
-  'max_samples',
-  'lora_rank',
-  'lora_alpha',
-  'lora_dropout',
-  'lora_target',
-  'freeze_trainable_layers',
-  'quantization_bit',
-  'pref_beta',
-  'warmup',
-  'lr_scheduler_type',
-  'save_steps',
-  'save_total_limit',
-  'logging_steps',
-  'val_size',
-  'eval_steps',
-  'bf16',
-  'fp16',
-  'seed',
-  'swanlab',
-  'swanlab_project',
-  'swanlab_run_name',
-]
+export const ADVANCED_FIELDS: readonly JobFormField[] = ADVANCED
 
 const BODY_TO_FORM: Record<string, JobFormField> = {
   num_train_epochs: 'duration',

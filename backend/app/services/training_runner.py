@@ -95,6 +95,8 @@ class Supervisor:
     # Other supervised kinds of process (model runtimes) take their turn after the jobs.
     _workers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     _hurry_until: float = 0.0
+    # Set while rows are changed by hand (maintenance, tests): no pass acts on them meanwhile.
+    held: bool = False
     _watchers: set[asyncio.Task[None]] = field(default_factory=set)
 
     # ------------------------------------------------------------------ lifecycle
@@ -176,11 +178,11 @@ class Supervisor:
                 try:
                     if self._lock_fd is None:
                         self._take_lock()
-                    if self._lock_fd is not None:
+                    if self._lock_fd is not None and not self.held:
                         await self.tick()
                 except Exception:
                     logger.exception("training supervisor: a pass failed")
-                if self._lock_fd is not None:
+                if self._lock_fd is not None and not self.held:
                     for worker in list(self._workers):
                         try:
                             await worker()

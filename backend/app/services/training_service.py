@@ -38,7 +38,14 @@ from app.engines import (
 )
 from app.engines.trainer_log import list_artifacts, list_checkpoints
 from app.exceptions import AppError, Conflict, FieldError, InvalidFields, NotFound
-from app.models import Dataset, TrainingJob, TrainingJobDataset, TrainingMetric, User
+from app.models import (
+    Dataset,
+    ModelRuntime,
+    TrainingJob,
+    TrainingJobDataset,
+    TrainingMetric,
+    User,
+)
 from app.models.training import ACTIVE_STATUSES, FINAL_STATUSES
 from app.schemas.common import Page
 from app.schemas.model_config import OwnerRef
@@ -607,7 +614,8 @@ def export_job(db: Session, actor: User, job_id: int, data: ExportRequest) -> Tr
 
 
 def delete_job(db: Session, actor: User, job_id: int) -> None:
-    """Delete a job that is not running, with its folder (once the deletion is committed)."""
+    """Delete a job that is not running and whose output no loaded model serves, with its
+    folder (once the deletion is committed)."""
     row = _get(db, actor, job_id, lock=True)
     if row.status == "running":
         raise Conflict("The job is running; cancel it first", code="job_running")
@@ -618,6 +626,15 @@ def delete_job(db: Session, actor: User, job_id: int) -> None:
     )
     if busy:
         raise Conflict("An export of this job is queued or running", code="job_running")
+    served = db.scalar(
+        select(func.count(ModelRuntime.id)).where(
+            ModelRuntime.job_id == row.id, ModelRuntime.status.in_(("loading", "ready"))
+        )
+    )
+    if served:
+        raise Conflict(
+            "A deployed model serves this job's output; unload it first", code="job_in_use"
+        )
     folder = layout_of(row.id).root
     db.delete(row)
     db.flush()

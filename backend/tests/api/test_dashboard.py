@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event
 from sqlalchemy.orm import Session
@@ -14,9 +15,20 @@ from sqlalchemy.orm import Session
 from app.database import engine, utcnow
 from app.models import ChatSession, Dataset, ModelTest, TrainingJob, UploadedImage, User
 from app.services import dashboard_service
+from app.services.training_runner import supervisor
 from tests.factories import auth_headers, make_user
 
 URL = "/api/dashboard/stats"
+
+
+@pytest.fixture(autouse=True)
+def hold_supervisor() -> Iterator[None]:
+    """The jobs below are rows only: the supervisor must not start or finish them meanwhile."""
+    supervisor.held = True
+    try:
+        yield
+    finally:
+        supervisor.held = False
 
 
 NO_JOBS = {

@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,17 @@ def model_dir(tmp_path: Path) -> Path:
 def with_engine(engine_bin: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(settings, "TRAIN_ENGINE_BIN", engine_bin)
     monkeypatch.setattr(settings, "VLLM_BIN", Path("/nonexistent/vllm"))
+
+
+@pytest.fixture
+def no_runtime_worker() -> Iterator[None]:
+    """Rows set to `ready` by hand have no process: the supervisor would finish them as
+    interrupted at its next pass. Hold it while a test fakes states."""
+    supervisor.held = True
+    try:
+        yield
+    finally:
+        supervisor.held = False
 
 
 def create(
@@ -82,6 +94,7 @@ def test_anonymous_is_401(client: TestClient, method: str, path: str) -> None:
     assert response.status_code == 401
 
 
+@pytest.mark.usefixtures("no_runtime_worker")
 def test_create_list_and_visibility(
     client: TestClient,
     user_headers: dict[str, str],
@@ -155,6 +168,7 @@ def test_engines_and_the_missing_engine_answer(
         assert "GPU" in response.json()["detail"] or "not found" in response.json()["detail"]
 
 
+@pytest.mark.usefixtures("no_runtime_worker")
 def test_port_in_use_and_state_rules(
     client: TestClient, user_headers: dict[str, str], model_dir: Path
 ) -> None:
@@ -266,3 +280,27 @@ def test_restart_reattaches_a_live_runtime_and_fails_a_dead_one(
     finally:
         if is_alive(pid, start_time):
             os.killpg(pid, signal.SIGKILL)
+
+
+@pytest.mark.usefixtures("no_runtime_worker")
+def test_a_job_whose_output_is_served_cannot_be_deleted(
+    client: TestClient, user: User, user_headers: dict[str, str], model_dir: Path
+) -> None:
+    with session_scope() as db:
+        job = TrainingJob(
+            owner_id=user.id, name="j", status="succeeded", base_model=str(model_dir),
+            template="default", config={}, datasets=[], swanlab={},
+        )  # fmt: skip
+        db.add(job)
+        db.flush()
+        runtime = ModelRuntime(
+            owner_id=user.id, name="served", source_kind="job", source="job", job_id=job.id,
+            base_model=str(model_dir), engine="llamafactory", status="ready",
+        )  # fmt: skip
+        db.add(runtime)
+        db.flush()
+        job_id, runtime_id = job.id, runtime.id
+    refused = client.delete(f"/api/training/{job_id}", headers=user_headers)
+    assert refused.status_code == 409 and refused.json()["code"] == "job_in_use"
+    set_status(runtime_id, "stopped")
+    assert client.delete(f"/api/training/{job_id}", headers=user_headers).status_code == 204

@@ -381,7 +381,9 @@ def test_a_job_that_ended_while_the_server_was_down_keeps_its_exit_code(user: Us
 def test_a_running_job_left_by_a_previous_server_is_reattached_and_can_be_cancelled(
     client: TestClient, user: User, user_headers: dict[str, str], admin_headers: dict[str, str]
 ) -> None:
-    job_id = insert_job(user, status="running", attempt=1)
+    # Created first, running only together with its process: a running row without one would
+    # be finished as interrupted by the next pass.
+    job_id = insert_job(user, status="created", attempt=1)
     layout = job_layout(job_id)
 
     async def launch() -> tuple[int, int]:
@@ -394,7 +396,7 @@ def test_a_running_job_left_by_a_previous_server_is_reattached_and_can_be_cancel
     with session_scope() as db:
         row = db.get(TrainingJob, job_id)
         assert row is not None
-        row.pid, row.proc_start_time = pid, start_time
+        row.status, row.pid, row.proc_start_time = "running", pid, start_time
     try:
         supervisor.wake()
         time.sleep(1.5)  # a pass or two
@@ -419,7 +421,9 @@ def test_a_running_job_left_by_a_previous_server_is_reattached_and_can_be_cancel
 
 
 def test_a_running_job_whose_row_is_deleted_is_stopped(db: Session, user: User) -> None:
-    job_id = insert_job(user, status="running", attempt=1)
+    # Created first, running only together with its process: a running row without one would
+    # be finished as interrupted by the next pass.
+    job_id = insert_job(user, status="created", attempt=1)
     layout = job_layout(job_id)
 
     async def launch() -> tuple[int, int]:
@@ -432,7 +436,7 @@ def test_a_running_job_whose_row_is_deleted_is_stopped(db: Session, user: User) 
     with session_scope() as session:
         row = session.get(TrainingJob, job_id)
         assert row is not None
-        row.pid, row.proc_start_time = pid, start_time
+        row.status, row.pid, row.proc_start_time = "running", pid, start_time
     try:
         wait_until(lambda: job_id in supervisor._runs)
         with session_scope() as session:

@@ -181,7 +181,7 @@ def download_artifact(
     """One artifact as a zip, streamed."""
     item = service.artifact_files(db, user, job_id, name)
     return StreamingResponse(
-        service.zip_stream(item.files),
+        service.zip_stream(service.open_artifact(item)),
         media_type="application/zip",
         headers={
             "Content-Disposition": content_disposition(f"job-{job_id}-{name}.zip"),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -200,21 +201,38 @@ class Artifacts:
         return any(p.suffix in WEIGHT_SUFFIXES for p in self.model_files)
 
 
+def file_size(path: Path) -> int:
+    """The size of a file, or 0 when it is gone: a running trainer rotates its checkpoints
+    (save_total_limit), so anything listed a moment ago may have been removed since."""
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def tree_files(folder: Path) -> list[Path]:
+    """Every regular file (no symlinks) under `folder`, sorted, skipping whatever vanishes or
+    cannot be read while it is walked."""
+    found: list[Path] = []
+    for root, _dirs, names in os.walk(folder, onerror=lambda _err: None):
+        for name in names:
+            path = Path(root) / name
+            if not path.is_symlink() and path.is_file():
+                found.append(path)
+    return sorted(found)
+
+
 def _tree_size(path: Path) -> int:
     if path.is_file():
-        return path.stat().st_size
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+        return file_size(path)
+    return sum(file_size(p) for p in tree_files(path))
 
 
 def list_checkpoints(output_dir: Path) -> list[Checkpoint]:
     """Complete checkpoints in step order (a folder cut short by a kill lacks trainer_state.json
     and is left out)."""
     found: list[Checkpoint] = []
-    try:
-        entries = list(output_dir.iterdir())
-    except OSError:
-        return []
-    for entry in entries:
+    for entry in _entries(output_dir):
         match = CHECKPOINT_RE.match(entry.name)
         if match and entry.is_dir() and (entry / "trainer_state.json").is_file():
             found.append(Checkpoint(int(match.group(1)), entry))
@@ -227,10 +245,17 @@ def last_checkpoint(output_dir: Path) -> Checkpoint | None:
     return checkpoints[-1] if checkpoints else None
 
 
+def _entries(folder: Path) -> list[Path]:
+    try:
+        return list(folder.iterdir())
+    except OSError:
+        return []
+
+
 def _looks_like_model(folder: Path) -> bool:
     return (folder / "config.json").is_file() and any(
         p.suffix in WEIGHT_SUFFIXES and not p.name.startswith(("adapter_", "training_args"))
-        for p in folder.iterdir()
+        for p in _entries(folder)
     )
 
 
@@ -244,7 +269,7 @@ def list_artifacts(output_dir: Path, export_dir: Path | None = None) -> Artifact
         if _looks_like_model(output_dir):
             model = sorted(
                 p
-                for p in output_dir.iterdir()
+                for p in _entries(output_dir)
                 if p.is_file()
                 and (
                     p.name in ("config.json", "generation_config.json")
@@ -255,7 +280,7 @@ def list_artifacts(output_dir: Path, export_dir: Path | None = None) -> Artifact
     merged = export_dir if export_dir is not None and export_dir.is_dir() else None
     if merged is not None and not _looks_like_model(merged):
         merged = None
-    size = sum(p.stat().st_size for p in [*adapter, *model])
+    size = sum(file_size(p) for p in [*adapter, *model])
     size += sum(_tree_size(c.path) for c in checkpoints)
     if merged is not None:
         size += _tree_size(merged)

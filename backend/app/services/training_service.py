@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import time
 import zipfile
 from collections.abc import AsyncGenerator, Iterator
 from dataclasses import dataclass
@@ -36,7 +38,7 @@ from app.engines import (
     list_templates,
     validate_spec,
 )
-from app.engines.trainer_log import list_artifacts, list_checkpoints
+from app.engines.trainer_log import file_size, list_artifacts, list_checkpoints, tree_files
 from app.exceptions import AppError, Conflict, FieldError, InvalidFields, NotFound
 from app.models import (
     Dataset,
@@ -307,11 +309,7 @@ class ArtifactFiles:
 
 
 def _folder_files(folder: Path, prefix: str) -> list[tuple[str, Path]]:
-    return sorted(
-        (f"{prefix}/{p.relative_to(folder).as_posix()}", p)
-        for p in folder.rglob("*")
-        if p.is_file() and not p.is_symlink()
-    )
+    return [(f"{prefix}/{p.relative_to(folder).as_posix()}", p) for p in tree_files(folder)]
 
 
 def _top_files(folder: Path, names: list[Path], prefix: str) -> list[tuple[str, Path]]:
@@ -332,7 +330,7 @@ def artifacts_of(row: TrainingJob) -> list[ArtifactFiles]:
     items: list[ArtifactFiles] = []
 
     def add(name: str, kind: str, files: list[tuple[str, Path]], step: int | None = None) -> None:
-        size = sum(path.stat().st_size for _, path in files)
+        size = sum(file_size(path) for _, path in files)
         artifact = Artifact(
             name=name,
             kind=kind,
@@ -794,24 +792,64 @@ class _ZipSink:
         return out
 
 
-def zip_stream(files: list[tuple[str, Path]], chunk: int = 1024 * 1024) -> Iterator[bytes]:
-    """A zip of `files` (stored, not compressed: weights do not shrink), produced piece by
-    piece with flat memory."""
+@dataclass
+class OpenedFile:
+    """A file of an artifact, opened before the download starts."""
+
+    arcname: str
+    handle: IO[bytes]
+    stat: os.stat_result
+
+
+def open_artifact(item: ArtifactFiles) -> list[OpenedFile]:
+    """Open every file of `item` at once, before the response starts: a running job may rotate
+    a checkpoint away mid-download, and an open handle still reads the whole file, so the zip is
+    complete. A file already gone makes the whole artifact gone (404), never a partial zip."""
+    opened: list[OpenedFile] = []
+    try:
+        for arcname, path in item.files:
+            handle = open(path, "rb")  # noqa: SIM115 - closed by zip_stream or below
+            opened.append(OpenedFile(arcname, handle, os.fstat(handle.fileno())))
+    except FileNotFoundError:
+        for entry in opened:
+            entry.handle.close()
+        raise NotFound(
+            f"Artifact '{item.artifact.name}' was removed while it was being read "
+            "(a running job keeps only its latest checkpoints); reload the list",
+            code="artifact_not_found",
+        ) from None
+    except BaseException:
+        for entry in opened:
+            entry.handle.close()
+        raise
+    return opened
+
+
+def zip_stream(files: list[OpenedFile], chunk: int = 1024 * 1024) -> Iterator[bytes]:
+    """A zip of the opened `files` (stored, not compressed: weights do not shrink), produced
+    piece by piece with flat memory; every handle is closed at the end."""
     sink = _ZipSink()
-    with zipfile.ZipFile(
-        cast(IO[bytes], sink), "w", compression=zipfile.ZIP_STORED, allowZip64=True
-    ) as archive:
-        for arcname, path in files:
-            info = zipfile.ZipInfo.from_file(path, arcname)
-            info.compress_type = zipfile.ZIP_STORED
-            with open(path, "rb") as src, archive.open(info, "w", force_zip64=True) as dst:
-                while block := src.read(chunk):
-                    dst.write(block)
-                    if sink.position and sink.chunks:
-                        yield sink.take()
-            yield sink.take()
-    if rest := sink.take():
-        yield rest
+    try:
+        with zipfile.ZipFile(
+            cast(IO[bytes], sink), "w", compression=zipfile.ZIP_STORED, allowZip64=True
+        ) as archive:
+            for entry in files:
+                info = zipfile.ZipInfo(entry.arcname, time.localtime(entry.stat.st_mtime)[:6])
+                info.external_attr = (entry.stat.st_mode & 0xFFFF) << 16
+                info.file_size = entry.stat.st_size
+                info.compress_type = zipfile.ZIP_STORED
+                with archive.open(info, "w", force_zip64=True) as dst:
+                    while block := entry.handle.read(chunk):
+                        dst.write(block)
+                        if sink.position and sink.chunks:
+                            yield sink.take()
+                entry.handle.close()
+                yield sink.take()
+        if rest := sink.take():
+            yield rest
+    finally:
+        for entry in files:
+            entry.handle.close()
 
 
 # ----------------------------------------------------------------------------- live events

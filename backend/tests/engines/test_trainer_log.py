@@ -176,3 +176,44 @@ def test_nothing_yet(tmp_path: Path) -> None:
     assert last_checkpoint(tmp_path / "missing") is None
     assert list_checkpoints(tmp_path) == []
     assert read_metrics(tmp_path).progress is None
+
+
+def test_listing_survives_checkpoints_rotated_away_while_it_runs(tmp_path: Path) -> None:
+    """A running trainer keeps only its latest checkpoints (save_total_limit): folders appear and
+    vanish while a request lists them. The listing must skip what vanished, never raise."""
+    import shutil
+    import threading
+    import time
+
+    out = tmp_path / "output"
+    _touch(out / "adapter_config.json")
+    stop = threading.Event()
+    rotations = 0
+
+    def trainer() -> None:
+        nonlocal rotations
+        step = 0
+        while not stop.is_set():
+            step += 1
+            folder = out / f"checkpoint-{step}"
+            for name in ("trainer_state.json", "optimizer.pt", "scheduler.pt", "rng_state.pth"):
+                _touch(folder / name, 64)
+            old = out / f"checkpoint-{step - 2}"
+            if old.exists():
+                shutil.rmtree(old)
+                rotations += 1
+
+    thread = threading.Thread(target=trainer, daemon=True)
+    thread.start()
+    listings = 0
+    try:
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            artifacts = list_artifacts(out)
+            assert len(artifacts.checkpoints) <= 3
+            assert artifacts.size_bytes >= 0
+            listings += 1
+    finally:
+        stop.set()
+        thread.join(5)
+    assert rotations > 10 and listings > 10  # the race was really exercised

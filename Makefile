@@ -121,6 +121,7 @@ bench: backend-setup frontend-setup
 	$(BIN)/python bench/dataset_validation.py
 	$(BIN)/python bench/training_overhead.py
 	$(BIN)/python bench/deploy_latency.py
+	$(BIN)/python bench/cpu_threads.py
 	cd frontend && npm run size
 
 clean:

@@ -66,6 +66,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -99,15 +100,28 @@ FINAL = ("succeeded", "failed", "cancelled")
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _app_engine_api() -> tuple[Any, int]:
+def _app_engine_api(cores: list[int] | None = None) -> tuple[Any, int]:
     """engine_env() and DEFAULT_NICE from the backend itself, so the direct run gets exactly
-    what the platform gives its engine (imported with no .env read)."""
+    what the platform gives its engine (imported with no .env read), including the torch thread
+    count the server picks for a CPU-only host (TRAIN_CPU_THREADS auto, on the server's cores)."""
     os.environ.setdefault("MODELTRAIN_ENV_FILE", "")
     sys.path.insert(0, str(benchlib.BACKEND))
-    from app.engines.llamafactory import engine_env
+    from app.engines.llamafactory import (
+        detect_gpus,
+        engine_env,
+        train_cpu_threads,
+        usable_cores,
+    )
     from app.engines.process import DEFAULT_NICE
 
-    return engine_env, DEFAULT_NICE
+    threads = train_cpu_threads(
+        int(os.environ.get("TRAIN_CPU_THREADS") or 0),
+        gpu_count=len(detect_gpus()),
+        cores=len(cores) if cores else usable_cores(),
+        concurrent=1,
+        inherited=os.environ.get("OMP_NUM_THREADS"),
+    )
+    return functools.partial(engine_env, cpu_threads=threads), DEFAULT_NICE
 
 
 # ------------------------------------------------------------------------------ /proc
@@ -584,7 +598,7 @@ def upload_dataset(client: httpx.Client) -> int:
 
 def measure(args: argparse.Namespace, tmp: Path, cores: list[int] | None) -> Measured:
     """Build the model, start the server, and run the warm-up pairs and the rounds."""
-    engine_env, nice = _app_engine_api()
+    engine_env, nice = _app_engine_api(cores)
     jobs_dir, model = tmp / "jobs", tmp / "model"
     started = time.perf_counter()
     build_model(model)

@@ -33,8 +33,16 @@ export default defineConfig({
       ? [registerAllOfElementPlus()]
       : [
           // Element Plus on demand: only the components (and CSS) a page uses are bundled.
-          AutoImport({ resolvers: [ElementPlusResolver()], dts: 'src/auto-imports.d.ts' }),
-          Components({ resolvers: [ElementPlusResolver()], dts: 'src/components.d.ts' }),
+          // The type files come from a build; a Vitest run sees only the components its tests
+          // mount and would overwrite them with a partial list that vue-tsc then rejects.
+          AutoImport({
+            resolvers: [ElementPlusResolver()],
+            dts: process.env.VITEST ? false : 'src/auto-imports.d.ts',
+          }),
+          Components({
+            resolvers: [ElementPlusResolver()],
+            dts: process.env.VITEST ? false : 'src/components.d.ts',
+          }),
         ]),
   ],
   resolve: {

@@ -4,7 +4,8 @@ Run with the training venv's python (it needs torch, transformers and tokenizers
 
     .venv-train/bin/python scripts/make_tiny_model.py OUTPUT_DIR
 
-The model is a Qwen2ForCausalLM (hidden 64, 2 layers, 4 heads, 2 KV heads) with random weights
+The model is a Qwen2ForCausalLM (hidden 64, 2 layers, 4 heads, 2 KV heads; `--hidden-size` and
+`--layers` make a larger one for benchmarks) with random weights
 from a fixed seed; the tokenizer is a byte-level BPE trained here on a small synthetic corpus, with
 Qwen2's special tokens and a ChatML chat template, so LLaMA-Factory's `template: default` and
 `template: qwen` both work. Nothing is downloaded. The same command gives the same files, and a
@@ -81,7 +82,7 @@ def corpus() -> list[str]:
     return [*lines, *chats, mixed] * 3
 
 
-def build(out: Path) -> None:
+def build(out: Path, hidden_size: int = 64, layers: int = 2) -> None:
     """Write the model, tokenizer and generation config into `out` (an empty folder)."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
@@ -122,9 +123,9 @@ def build(out: Path) -> None:
     assert isinstance(im_end, int) and isinstance(endoftext, int)
     config = Qwen2Config(
         vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=176,
-        num_hidden_layers=2,
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 11 // 4,
+        num_hidden_layers=layers,
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=2048,
@@ -151,7 +152,16 @@ def build(out: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("output_dir", type=Path, help="folder to write the model into")
+    parser.add_argument(
+        "--hidden-size",
+        type=int,
+        default=64,
+        help="hidden size, a multiple of 8 (default 64; benchmarks use larger ones)",
+    )
+    parser.add_argument("--layers", type=int, default=2, help="decoder layers (default 2)")
     args = parser.parse_args(argv)
+    if args.hidden_size < 8 or args.hidden_size % 8 or not 1 <= args.layers <= 64:
+        parser.error("--hidden-size must be a positive multiple of 8 and --layers 1..64")
     out: Path = args.output_dir.resolve()
 
     if out.exists() and not out.is_dir():
@@ -171,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        build(staging)
+        build(staging, args.hidden_size, args.layers)
         if out.exists():
             shutil.rmtree(out)
         staging.rename(out)

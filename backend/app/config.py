@@ -93,6 +93,10 @@ class Settings(BaseSettings):
     # llamafactory-cli executable), how many runs at once, and where each task's folder goes.
     TRAIN_ENGINE_BIN: Path = REPO_ROOT / ".venv-train" / "bin"
     TRAIN_MAX_CONCURRENT: int = Field(default=1, ge=1, le=64)
+    # torch threads per training/export process; 0 = auto: on a host without a GPU, the usable
+    # cores less one, shared by TRAIN_MAX_CONCURRENT (nice-19 runs crawl beside a busy core when
+    # they hold a thread on every core); with a GPU, torch's own default.
+    TRAIN_CPU_THREADS: int = Field(default=0, ge=0, le=1024)
     TRAINING_OUTPUT_DIR: Path = BACKEND_DIR / "outputs" / "training"
     # Model serving (`/api/model`): each runtime's folder (yaml, log, caches), the vllm executable
     # (None: `vllm` on PATH), and how long a model may take to answer /v1/models once started.

@@ -314,10 +314,12 @@ def engine_env(
     hf_hub_cache: Path | None = None,
     base: Mapping[str, str] | None = None,
     extra: Mapping[str, str] | None = None,
+    cpu_threads: int | None = None,
 ) -> dict[str, str]:
     """The whole environment of an engine process: the server's, minus its own settings, with
     caches inside the job folder, the venv's bin/ first on PATH (torchrun for multi-GPU), and
-    the LlamaBoard switch that makes SIGABRT a graceful stop."""
+    the LlamaBoard switch that makes SIGABRT a graceful stop. `cpu_threads` sets torch's
+    intra-op thread count (OMP_NUM_THREADS, MKL_NUM_THREADS); None leaves torch's default."""
     env = {
         key: value
         for key, value in (os.environ if base is None else base).items()
@@ -341,8 +343,43 @@ def engine_env(
         env["LLAMABOARD_WORKDIR"] = str(llamaboard_workdir)
     if swanlab_api_key:
         env["SWANLAB_API_KEY"] = swanlab_api_key
+    if cpu_threads is not None:
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(cpu_threads)
     env.update(extra or {})
     return env
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def train_cpu_threads(
+    configured: int,
+    *,
+    gpu_count: int,
+    cores: int,
+    concurrent: int = 1,
+    inherited: str | None = None,
+) -> int | None:
+    """The torch thread count for a training or export process (TRAIN_CPU_THREADS).
+
+    `configured` > 0 is used as it is. 0 (auto) leaves a GPU host and an operator's own
+    OMP_NUM_THREADS (`inherited`) alone; on a CPU-only host it is the usable cores less one,
+    shared among the `concurrent` runs allowed at once, at least 1. The engine runs at nice 19
+    and torch's threads wait for each other at every operation: with a thread on every core, one
+    core kept busy by anything at normal priority (the web server, a chat) starves that thread
+    and with it the whole run (bench/cpu_threads.py measures it). The core left over absorbs
+    that load.
+    """
+    if configured > 0:
+        return configured
+    if gpu_count > 0 or (inherited is not None and inherited.strip()):
+        return None
+    return max(1, (cores - 1) // max(1, concurrent))
 
 
 # ------------------------------------------------------------------------------ datasets
@@ -757,10 +794,11 @@ async def start_train(
     hf_hub_cache: Path | None = None,
     extra_env: Mapping[str, str] | None = None,
     nice: int = DEFAULT_NICE,
+    cpu_threads: int | None = None,
 ) -> ProcessHandle:
     """Write layout.train_yaml and start `llamafactory-cli train` on it (log: layout.train_log,
-    appended on every attempt). `extra_env` adds variables (e.g. SWANLAB_API_HOST). Raises
-    EngineUnavailable when the engine is missing."""
+    appended on every attempt). `extra_env` adds variables (e.g. SWANLAB_API_HOST);
+    `cpu_threads` see engine_env. Raises EngineUnavailable when the engine is missing."""
     status = _require_engine(bin_dir)
     for folder in (layout.root, layout.hf_home, layout.mpl_dir, spec.output_dir):
         folder.mkdir(parents=True, exist_ok=True)
@@ -774,6 +812,7 @@ async def start_train(
         swanlab_api_key=swanlab_api_key,
         hf_hub_cache=hf_hub_cache,
         extra=extra_env,
+        cpu_threads=cpu_threads,
     )
     return await start_process(
         [str(status.cli), "train", str(layout.train_yaml)],
@@ -795,6 +834,7 @@ async def start_export(
     export_dtype: str = "auto",
     hf_hub_cache: Path | None = None,
     nice: int = DEFAULT_NICE,
+    cpu_threads: int | None = None,
 ) -> ProcessHandle:
     """Write layout.export_yaml and start `llamafactory-cli export` (merge the adapter into the
     base model) into `export_dir` (default layout.export_dir); log: layout.export_log."""
@@ -812,6 +852,7 @@ async def start_export(
         mpl_dir=layout.mpl_dir,
         offline=is_local_model(base_model),
         hf_hub_cache=hf_hub_cache,
+        cpu_threads=cpu_threads,
     )
     return await start_process(
         [str(status.cli), "export", str(layout.export_yaml)],

@@ -218,3 +218,4 @@ class EngineInfo(BaseModel):
     gpus: list[str]
     quantization: bool
     templates: list[str]
+    cpu_threads: int | None = None  # torch threads per run (TRAIN_CPU_THREADS); None: default

@@ -496,6 +496,7 @@ class Supervisor:
                 adapter_dir=source_dir,
                 template=row.template,
                 export_dtype=str(row.config.get("export_dtype", "auto")),
+                cpu_threads=await asyncio.to_thread(jobs.cpu_threads),
             )
             return handle, "export"
 
@@ -553,6 +554,7 @@ class Supervisor:
             layout,
             swanlab_api_key=swan.get("api_key"),
             extra_env=swan.get("env") or None,
+            cpu_threads=await asyncio.to_thread(jobs.cpu_threads),
         )
         return handle, "train"
 

@@ -38,6 +38,7 @@ from app.engines import (
     list_templates,
     validate_spec,
 )
+from app.engines.llamafactory import train_cpu_threads, usable_cores
 from app.engines.trainer_log import file_size, list_artifacts, list_checkpoints, tree_files
 from app.exceptions import AppError, Conflict, FieldError, InvalidFields, NotFound
 from app.models import (
@@ -119,18 +120,33 @@ def engine_unavailable(status: EngineStatus) -> EngineUnavailableError:
 # --------------------------------------------------------------------------------- engine
 
 
+def cpu_threads(gpus: list[str] | None = None) -> int | None:
+    """The torch thread count each training or export process gets (TRAIN_CPU_THREADS; None:
+    the engine's default). `gpus` saves a second detect_gpus()."""
+    return train_cpu_threads(
+        settings.TRAIN_CPU_THREADS,
+        gpu_count=len(detect_gpus() if gpus is None else gpus),
+        cores=usable_cores(),
+        concurrent=settings.TRAIN_MAX_CONCURRENT,
+        inherited=os.environ.get("OMP_NUM_THREADS"),
+    )
+
+
 def engine_info() -> EngineInfo:
-    """Whether this server can train: the engine, its version, GPUs, quantization, templates."""
+    """Whether this server can train: the engine, its version, GPUs, quantization, templates,
+    and the CPU threads a run gets."""
     status = engine_status()
+    gpus = detect_gpus()
     return EngineInfo(
         available=status.available,
         version=status.version,
         version_supported=status.version_supported,
         missing=status.missing,
         install_hint=status.install_hint,
-        gpus=detect_gpus(),
+        gpus=gpus,
         quantization=status.quantization,
         templates=list(list_templates(status.bin_dir)) if status.available else [],
+        cpu_threads=cpu_threads(gpus),
     )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import time
 import zipfile
 from collections.abc import Iterator
@@ -92,6 +93,25 @@ def wait_for(
             logs = client.get(f"/api/training/{job_id}/logs", headers=headers).json()
             pytest.fail(f"job {job_id} stuck in {job['status']}:\n" + "\n".join(logs["lines"]))
         time.sleep(0.3)
+
+
+def engine_environ(pgid: int) -> dict[str, str]:
+    """The environment of the `llamafactory-cli` process in process group `pgid`."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            raw = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        group = int(stat[stat.rfind(")") + 2 :].split()[2])
+        leader = int(entry.name) == pgid  # `_runner.py ... -- llamafactory-cli ...`
+        if group == pgid and not leader and any(p.endswith(b"llamafactory-cli") for p in cmdline):
+            pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
+            return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
+    raise AssertionError(f"no llamafactory-cli process in group {pgid}")
 
 
 def finished(job: dict[str, Any]) -> bool:
@@ -243,6 +263,14 @@ def test_cancel_stops_the_run_and_resume_continues_from_the_checkpoint(
         assert row is not None
         pid = row.pid
     assert pid is not None and group_exists(pid)
+    # The engine got the thread count the server chose for this host (TRAIN_CPU_THREADS).
+    from app.services.training_service import cpu_threads
+
+    expected = cpu_threads()
+    engine = engine_environ(pid)
+    assert engine.get("OMP_NUM_THREADS") == (
+        str(expected) if expected is not None else os.environ.get("OMP_NUM_THREADS")
+    )
 
     began = time.monotonic()
     response = client.post(f"/api/training/{job_id}/cancel", headers=user_headers)

@@ -27,7 +27,7 @@ from app.engines import (
     validate_spec,
     write_dataset_info,
 )
-from app.engines.llamafactory import list_templates
+from app.engines.llamafactory import list_templates, train_cpu_threads
 
 KINDS = {"alpaca_a": "sft", "prefs": "preference", "feedback": "kto", "corpus": "text"}
 
@@ -364,6 +364,37 @@ def test_engine_env_keeps_server_secrets_out(tmp_path: Path) -> None:
     )
     assert "HF_HUB_OFFLINE" not in online and "LLAMABOARD_ENABLED" not in online
     assert "SWANLAB_API_KEY" not in online
+    assert "OMP_NUM_THREADS" not in online and "MKL_NUM_THREADS" not in online
+    threaded = engine_env(
+        bin_dir=tmp_path, hf_home=tmp_path, mpl_dir=tmp_path, offline=True, cpu_threads=3, base={}
+    )
+    assert threaded["OMP_NUM_THREADS"] == threaded["MKL_NUM_THREADS"] == "3"
+
+
+@pytest.mark.parametrize(
+    ("configured", "gpus", "cores", "concurrent", "inherited", "expected"),
+    [
+        (0, 0, 2, 1, None, 1),  # CPU-only: one core left for the server
+        (0, 0, 1, 1, None, 1),  # never below one
+        (0, 0, 16, 1, None, 15),
+        (0, 0, 16, 2, None, 7),  # shared by the runs allowed at once
+        (0, 0, 4, 8, None, 1),
+        (0, 1, 16, 1, None, None),  # a GPU host keeps torch's default
+        (0, 0, 16, 1, "4", None),  # so does an operator's own OMP_NUM_THREADS
+        (0, 0, 16, 1, " ", 15),  # an empty one is no setting
+        (6, 0, 2, 1, None, 6),  # an explicit setting wins everywhere
+        (6, 2, 2, 4, "4", 6),
+    ],
+)
+def test_train_cpu_threads(
+    configured: int, gpus: int, cores: int, concurrent: int, inherited: str | None, expected: int
+) -> None:
+    assert (
+        train_cpu_threads(
+            configured, gpu_count=gpus, cores=cores, concurrent=concurrent, inherited=inherited
+        )
+        == expected
+    )
 
 
 @pytest.mark.anyio

@@ -66,6 +66,8 @@ export interface EngineInfo {
   gpus: string[]
   quantization: boolean
   templates: string[]
+  /** torch threads each run gets (TRAIN_CPU_THREADS); null: the engine's default */
+  cpu_threads: number | null
 }
 
 export interface JobProgress {

@@ -93,6 +93,15 @@ describe.skipIf(skip)('training loop in the browser', () => {
   it('creates and starts a LoRA job through the form and watches it succeed', async () => {
     screenshotOnFailure(() => context, 'training-job')
     await page.goto('/training?tab=jobs')
+    // No GPU here: the page says that training runs on the CPU, with the server's thread count.
+    const engine = await api.json<{ gpus: string[]; cpu_threads: number | null }>(
+      'GET',
+      '/api/training/engine',
+    )
+    if (engine.gpus.length === 0) {
+      const note = await page.innerText(byId('engine-cpu-note'))
+      if (engine.cpu_threads !== null) expect(note).toContain(String(engine.cpu_threads))
+    }
     await page.click(byId('job-new'))
     await page.waitForSelector(byId('job-create-dialog'))
     await page.click(byId('job-preset-loraSft'))

@@ -33,6 +33,7 @@ const ENGINE: EngineInfo = {
   gpus: [],
   quantization: false,
   templates: ['default', 'qwen'],
+  cpu_threads: 1,
 }
 
 let requests: SeenRequest[] = []

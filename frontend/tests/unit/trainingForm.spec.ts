@@ -198,6 +198,7 @@ describe('presets', () => {
       gpus: [] as string[],
       quantization: true,
       templates: [],
+      cpu_threads: null,
     }
     expect(gpuAvailable(null)).toBe(false)
     expect(gpuAvailable(engine)).toBe(false)

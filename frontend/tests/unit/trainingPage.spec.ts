@@ -56,6 +56,7 @@ const ENGINE: EngineInfo = {
   gpus: [],
   quantization: false,
   templates: ['default'],
+  cpu_threads: 1,
 }
 
 let requests: SeenRequest[] = []
@@ -157,6 +158,16 @@ describe('the jobs tab', () => {
     expect(banner.textContent).toContain('llamafactory')
     expect(banner.textContent).toContain('make train-env')
     expect((byId('job-new') as HTMLButtonElement).disabled).toBe(true)
+  })
+
+  it('says when training runs on the CPU, with the threads a job gets, and not with a GPU', async () => {
+    wrapper = (await mountPage('/training?tab=jobs')).wrapper
+    const note = byId('engine-cpu-note')
+    expect(note.textContent).toContain(i18n.global.t('training.engine.cpuOnlyThreads', { n: 1 }))
+    wrapper.unmount()
+    engine = { ...ENGINE, gpus: ['NVIDIA H200'], cpu_threads: null }
+    wrapper = (await mountPage('/training?tab=jobs')).wrapper
+    expect(find('engine-cpu-note')).toBeNull()
   })
 
   it('lists a running job with its status, progress, steps, loss and ETA', async () => {

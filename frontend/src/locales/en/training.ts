@@ -42,6 +42,9 @@ const en: typeof m = {
     installHint: 'An administrator can install it on the server with',
     versionUnsupported: 'Training engine version {version} is untested and may not train correctly',
     unknown: 'Could not read the training engine status',
+    cpuOnly: 'The server has no GPU: training runs on the CPU, fit for small models and few steps',
+    cpuOnlyThreads:
+      'The server has no GPU: training runs on the CPU ({n} threads per job, one core left for the server), fit for small models and few steps',
   },
   datasets: {
     empty: 'No datasets yet: upload a file to start',

@@ -32,6 +32,9 @@ export default {
     installHint: '请管理员在服务器上运行',
     versionUnsupported: '训练引擎版本 {version} 未经验证，可能无法正常训练',
     unknown: '无法获取训练引擎状态',
+    cpuOnly: '服务器没有 GPU：训练在 CPU 上运行，只适合小模型与少量步数',
+    cpuOnlyThreads:
+      '服务器没有 GPU：训练在 CPU 上运行（每个任务 {n} 个线程，留出一个核给服务器），只适合小模型与少量步数',
   },
   datasets: {
     empty: '还没有数据集，上传一个文件开始吧',

@@ -135,12 +135,16 @@ async def one_run(
     handle = await start_train(spec, layout, bin_dir=TRAIN_BIN, cpu_threads=threads)
     reader = TrainerLogReader(layout.output_dir / TRAINER_LOG)
     seen: dict[int, float] = {}  # step -> when this script first saw it logged
-    waiter = asyncio.ensure_future(wait(handle, poll_s=0.05))
-    timed_out = False
-    while not waiter.done():
+
+    def read_steps() -> None:
         for record in reader.read_new():
             if "loss" in record:
                 seen.setdefault(int(record["current_steps"]), time.perf_counter())
+
+    waiter = asyncio.ensure_future(wait(handle, poll_s=0.05))
+    timed_out = False
+    while not waiter.done():
+        read_steps()
         if time.perf_counter() - began > timeout_s:
             await stop(handle, grace_s=2)
             timed_out = True
@@ -150,9 +154,7 @@ async def one_run(
     if timed_out:
         waiter.cancel()
     wall_s = time.perf_counter() - began
-    for record in reader.read_new():
-        if "loss" in record:
-            seen.setdefault(int(record["current_steps"]), time.perf_counter())
+    read_steps()
     steps_seen = sorted(seen)
     rate = None
     if len(steps_seen) >= 2 and seen[steps_seen[-1]] > seen[steps_seen[0]]:

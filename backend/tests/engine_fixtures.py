@@ -16,6 +16,26 @@ from app.config import REPO_ROOT, settings
 from app.engines import engine_status, resolve_bin_dir
 
 
+def proc_file(pid: int, name: str) -> bytes:
+    """/proc/<pid>/<name> as bytes."""
+    return Path(f"/proc/{pid}/{name}").read_bytes()
+
+
+def group_members(pgid: int) -> list[int]:
+    """The pids of the processes in process group `pgid` (an engine run: its runner and the
+    engine)."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                raw = proc_file(int(entry), "stat")
+            except OSError:
+                continue
+            if int(raw[raw.rfind(b")") + 2 :].split()[2]) == pgid:
+                members.append(int(entry))
+    return members
+
+
 def configured_engine_bin() -> Path:
     return resolve_bin_dir(os.environ.get("MT_TEST_TRAIN_ENGINE_BIN") or settings.TRAIN_ENGINE_BIN)
 

@@ -826,17 +826,15 @@ def open_artifact(item: ArtifactFiles) -> list[OpenedFile]:
         for arcname, path in item.files:
             handle = open(path, "rb")  # noqa: SIM115 - closed by zip_stream or below
             opened.append(OpenedFile(arcname, handle, os.fstat(handle.fileno())))
-    except FileNotFoundError:
+    except BaseException as exc:
         for entry in opened:
             entry.handle.close()
-        raise NotFound(
-            f"Artifact '{item.artifact.name}' was removed while it was being read "
-            "(a running job keeps only its latest checkpoints); reload the list",
-            code="artifact_not_found",
-        ) from None
-    except BaseException:
-        for entry in opened:
-            entry.handle.close()
+        if isinstance(exc, FileNotFoundError):
+            raise NotFound(
+                f"Artifact '{item.artifact.name}' was removed while it was being read "
+                "(a running job keeps only its latest checkpoints); reload the list",
+                code="artifact_not_found",
+            ) from None
         raise
     return opened
 

@@ -21,7 +21,7 @@ from app.config import settings
 from app.engines.process import group_exists
 from app.schemas.swanlab import SwanlabConfigUpdate
 from app.services import swanlab_service
-from tests.engine_fixtures import engine_bin, tiny_model
+from tests.engine_fixtures import engine_bin, group_members, proc_file, tiny_model
 
 __all__ = ["engine_bin", "tiny_model"]
 
@@ -96,22 +96,18 @@ def wait_for(
 
 
 def engine_environ(pgid: int) -> dict[str, str]:
-    """The environment of the `llamafactory-cli` process in process group `pgid`."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+    """The environment of the engine in process group `pgid` (the member that is not the
+    `_runner.py` leader)."""
+    for pid in group_members(pgid):
+        if pid == pgid:
             continue
         try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-            raw = (entry / "environ").read_bytes()
+            raw = proc_file(pid, "environ")
         except OSError:
             continue
-        group = int(stat[stat.rfind(")") + 2 :].split()[2])
-        leader = int(entry.name) == pgid  # `_runner.py ... -- llamafactory-cli ...`
-        if group == pgid and not leader and any(p.endswith(b"llamafactory-cli") for p in cmdline):
-            pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
-            return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
-    raise AssertionError(f"no llamafactory-cli process in group {pgid}")
+        pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
+        return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
+    raise AssertionError(f"no engine process in group {pgid}")
 
 
 def finished(job: dict[str, Any]) -> bool:

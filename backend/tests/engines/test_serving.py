@@ -52,6 +52,7 @@ from app.engines import (
 )
 from app.engines.process import _group_has_live_members
 from app.engines.serving import NO_GPU
+from tests.engine_fixtures import group_members, proc_file
 
 KEY = "sk-serve-test-0123456789abcdef"
 READY_TIMEOUT_S = 240.0  # importing torch + transformers on a loaded 2-core box is slow
@@ -667,34 +668,17 @@ async def test_requests_without_the_key_are_refused(served: Served) -> None:
         assert wrong.status_code == 401
 
 
-def _proc_file(pid: int, name: str) -> bytes:
-    return Path(f"/proc/{pid}/{name}").read_bytes()
-
-
-def _group_members(pgid: int) -> list[int]:
-    members = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                raw = Path(f"/proc/{entry}/stat").read_bytes()
-            except OSError:
-                continue
-            if int(raw[raw.rfind(b")") + 2 :].split()[2]) == pgid:
-                members.append(int(entry))
-    return members
-
-
 @pytest.mark.slow
 @pytest.mark.anyio
 async def test_key_not_on_any_command_line_and_serving_niced(served: Served) -> None:
-    members = _group_members(served.handle.pgid)
+    members = group_members(served.handle.pgid)
     assert len(members) >= 2  # the runner and the engine
     for pid in members:
-        assert KEY.encode() not in _proc_file(pid, "cmdline")
-        raw = _proc_file(pid, "stat")
+        assert KEY.encode() not in proc_file(pid, "cmdline")
+        raw = proc_file(pid, "stat")
         assert int(raw[raw.rfind(b")") + 2 :].split()[16]) == SERVE_NICE  # field 19: nice
     engine = [p for p in members if p != served.handle.pid]
-    assert any(f"API_KEY={KEY}".encode() in _proc_file(p, "environ").split(b"\0") for p in engine)
+    assert any(f"API_KEY={KEY}".encode() in proc_file(p, "environ").split(b"\0") for p in engine)
 
 
 @pytest.mark.slow
@@ -774,7 +758,7 @@ async def test_killed_from_outside(engine_bin: Path, tiny_model: Path, tmp_path:
     try:
         await asyncio.sleep(2.0)  # the engine is starting (importing torch)
         assert is_alive(handle.pid, handle.start_time)
-        assert len(_group_members(handle.pgid)) >= 2
+        assert len(group_members(handle.pgid)) >= 2
         os.killpg(handle.pgid, signal.SIGKILL)
         deadline = time.monotonic() + 10
         while is_alive(handle.pid, handle.start_time) and time.monotonic() < deadline:  # noqa: ASYNC110

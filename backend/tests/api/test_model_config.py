@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -778,9 +779,16 @@ def test_test_needs_a_model(client: TestClient, user_headers: dict[str, str]) ->
 # ------------------------------------------------------- provider calls (real HTTP)
 
 
-@pytest.fixture
-def silent_server() -> Iterator[str]:
+@dataclass
+class SilentServer:
     """A TCP server on 127.0.0.1 that accepts connections and never answers."""
+
+    url: str
+    connected: threading.Event  # set once a client has connected
+
+
+@pytest.fixture
+def silent_server() -> Iterator[SilentServer]:
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(16)
@@ -795,10 +803,12 @@ def silent_server() -> Iterator[str]:
             except OSError:
                 continue
             accepted.append(conn)
+            connected.set()
 
+    connected = threading.Event()
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.getsockname()[1]}/v1"
+    yield SilentServer(f"http://127.0.0.1:{server.getsockname()[1]}/v1", connected)
     stop.set()
     thread.join(timeout=2)
     for conn in accepted:
@@ -834,18 +844,18 @@ def test_unreachable_provider_is_502(
 def test_silent_provider_times_out_with_504(
     client: TestClient,
     user_headers: dict[str, str],
-    silent_server: str,
+    silent_server: SilentServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(settings, "LLM_IDLE_TIMEOUT_SECONDS", 0.5)
     response = client.post(
         f"{BASE}/refresh-models",
-        json={"provider": "custom", "endpoint": silent_server},
+        json={"provider": "custom", "endpoint": silent_server.url},
         headers=user_headers,
     )
     assert response.status_code == 504
     assert response.json()["code"] == "provider_timeout"
-    config = _create(client, user_headers, provider="custom", endpoint=silent_server)
+    config = _create(client, user_headers, provider="custom", endpoint=silent_server.url)
     tested = client.post(f"{BASE}/{config['id']}/test", headers=user_headers).json()
     assert tested["ok"] is False and tested["error"]
 
@@ -853,12 +863,12 @@ def test_silent_provider_times_out_with_504(
 def test_provider_call_holds_no_db_connection(
     client: TestClient,
     user_headers: dict[str, str],
-    silent_server: str,
+    silent_server: SilentServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # While the provider keeps us waiting, the request has given its pooled connection back.
-    monkeypatch.setattr(settings, "LLM_IDLE_TIMEOUT_SECONDS", 1.5)
-    config = _create(client, user_headers, provider="custom", endpoint=silent_server)
+    monkeypatch.setattr(settings, "LLM_IDLE_TIMEOUT_SECONDS", 3)
+    config = _create(client, user_headers, provider="custom", endpoint=silent_server.url)
     results: list[int] = []
     worker = threading.Thread(
         target=lambda: results.append(
@@ -866,11 +876,18 @@ def test_provider_call_holds_no_db_connection(
         )
     )
     worker.start()
-    time.sleep(0.7)
-    waiting = worker.is_alive()  # still waiting on the silent provider
-    held = engine.pool.checkedout()  # type: ignore[attr-defined]
-    worker.join(timeout=10)  # before asserting: a failing test must not leave it running
-    assert waiting and held == 0
+    # Sample only once the request is waiting on the provider, several times: the training
+    # supervisor's poll may hold a connection for a moment, a request holding one would be
+    # counted in every sample.
+    reached = silent_server.connected.wait(timeout=10)
+    held: list[int] = []
+    for _ in range(10):
+        held.append(engine.pool.checkedout())  # type: ignore[attr-defined]
+        time.sleep(0.05)
+    waiting = worker.is_alive()  # still waiting on the silent provider after the samples
+    worker.join(timeout=15)  # before asserting: a failing test must not leave it running
+    assert reached and waiting
+    assert min(held) == 0, held
     assert results == [200]
 
 

@@ -22,10 +22,13 @@ from app.migrations import upgrade_head
 from app.request_context import REQUEST_ID_HEADER, RequestIdMiddleware
 from app.services import (
     auth_service,
+    dataset_service,
+    image_service,
     llm_pool,
     model_config_service,
     prompt_service,
     runtime_runner,  # noqa: F401  (registers the runtime worker)
+    uploads,
 )
 from app.services.training_runner import supervisor as training_supervisor
 from app.spa import mount_spa
@@ -47,6 +50,9 @@ def startup() -> None:
         # After the admin: the templates are owned by it. Once per database (app_state marker).
         model_config_service.seed_default_templates(db)
         prompt_service.seed_builtin_prompts(db)
+    swept = uploads.sweep_stale_temps([dataset_service.datasets_dir(), image_service.images_dir()])
+    if swept:
+        logger.info("Removed %d upload temporary file(s) left by an interrupted server", swept)
     limit, window = settings.login_rate
     auth_service.login_failures.configure(limit, window)
     auth_service.reset_requests.configure(limit, window)

@@ -5,7 +5,8 @@ through FastAPI's `UploadFile`: Starlette spools a file part of any size before 
 while here the request is refused as soon as the bytes received (not the Content-Length, which
 may lie) pass the caller's limit. The file part goes to a temporary file in the destination
 folder (so that the final move is a rename); small text fields are collected. Whatever goes
-wrong, including the client hanging up half-way, the temporary file is removed.
+wrong, including the client hanging up half-way, the temporary file is removed; what a server
+killed mid-upload leaves behind is swept at the next start (`sweep_stale_temps`).
 
 A stored file and its row live and die together: `when_settled` runs a callback once the
 session's transaction commits or rolls back (remove the new file on rollback, the old one on a
@@ -19,7 +20,8 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +39,9 @@ FILE_FIELD = "file"
 FORM_OVERHEAD_BYTES = 64 * 1024
 MAX_PARTS = 8
 TEMP_PREFIX = ".upload-"
+# A temporary file not written to for this long belongs to no live upload: one in progress (in
+# another worker, say) writes as its bytes arrive, and validating even 2 GiB takes minutes.
+STALE_TEMP_S = 3600.0
 NAME_MAX = 255
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 # Characters that are path syntax or reserved on common file systems.
@@ -89,6 +94,38 @@ def remove_tree(path: Path) -> None:
         pass
     except OSError:
         logger.warning("Could not remove %s", path, exc_info=True)
+
+
+def sweep_stale_temps(folders: Iterable[Path], older_than_s: float = STALE_TEMP_S) -> int:
+    """Remove the upload temporary files (`.upload-*`, directly in `folders`) that have not been
+    written to for `older_than_s` seconds: what a server killed mid-upload left behind. Folders
+    that do not exist are skipped; failures are logged. Returns how many files were removed."""
+    cutoff = time.time() - older_than_s
+    removed = 0
+    for folder in folders:
+        try:
+            entries = list(os.scandir(folder))
+        except FileNotFoundError:
+            continue
+        except OSError:
+            logger.warning("Could not list %s", folder, exc_info=True)
+            continue
+        for entry in entries:
+            if not entry.name.startswith(TEMP_PREFIX):
+                continue
+            try:
+                if not entry.is_file(follow_symlinks=False):
+                    continue
+                if entry.stat(follow_symlinks=False).st_mtime > cutoff:
+                    continue
+                os.unlink(entry.path)
+            except FileNotFoundError:
+                continue  # its upload finished or failed meanwhile
+            except OSError:
+                logger.warning("Could not remove %s", entry.path, exc_info=True)
+                continue
+            removed += 1
+    return removed
 
 
 # ---------------------------------------------------------------------------- file names

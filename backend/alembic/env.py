@@ -10,6 +10,7 @@ from sqlalchemy import Connection
 import app.models  # noqa: F401  (registers every table on Base.metadata)
 from app.config import settings
 from app.database import Base, build_engine
+from app.migrations import migration_connection
 
 config = context.config
 if config.attributes.get("configure_logging", True) and config.config_file_name:
@@ -49,7 +50,8 @@ def run_migrations_online() -> None:
         return
     engine = build_engine(settings.database_url)
     try:
-        with engine.connect() as conn:
+        # The same transaction (and, on SQLite, foreign keys off) as app.migrations.migrate.
+        with migration_connection(engine) as conn:
             _configure(conn)
             with context.begin_transaction():
                 context.run_migrations()

@@ -38,7 +38,8 @@ class Dataset(Base):
     __table_args__ = (
         CheckConstraint("file_format IN ('json', 'jsonl', 'csv', 'txt')", name="file_format_valid"),
         CheckConstraint(
-            "detected_format IN ('alpaca', 'sharegpt', 'openai', 'preference', 'text', 'unknown')",
+            "detected_format IN "
+            "('alpaca', 'sharegpt', 'openai', 'preference', 'kto', 'text', 'unknown')",
             name="detected_format_valid",
         ),
         CheckConstraint("status IN ('ready', 'invalid')", name="status_valid"),

@@ -14,7 +14,7 @@ from app.schemas.model_test import EXPORT_IDS_MAX, ModelTestExportFormat
 
 DatasetScope = Literal["all", "mine", "shared"]
 FileFormat = Literal["json", "jsonl", "csv", "txt"]
-DetectedFormat = Literal["alpaca", "sharegpt", "openai", "preference", "text", "unknown"]
+DetectedFormat = Literal["alpaca", "sharegpt", "openai", "preference", "kto", "text", "unknown"]
 DatasetStatus = Literal["ready", "invalid"]
 DatasetSource = Literal["upload", "chat", "tests"]
 
@@ -84,14 +84,23 @@ class LengthStats(BaseModel):
     p95: float
 
 
+class KtoLabels(BaseModel):
+    """Valid KTO records by their kto_tag."""
+
+    desirable: int
+    undesirable: int
+
+
 class DatasetStats(BaseModel):
     """Length statistics of the valid records. `prompt`: user-side text (instruction + input,
     user turns, history questions); `response`: model-side text (the chosen answer for
-    preference data; none for pre-training text); `rejected`: preference data only."""
+    preference data; none for pre-training text); `rejected`: preference data only;
+    `labels`: KTO data only."""
 
     prompt: LengthStats | None = None
     response: LengthStats | None = None
     rejected: LengthStats | None = None
+    labels: KtoLabels | None = None
     total_chars: int = 0
 
 

@@ -25,6 +25,10 @@ Formats, detected from the first record that looks like one and then required of
 - `preference`: `chosen` and `rejected` answers (non-empty strings, not equal) to a `prompt`
   (or `instruction` [+ `input`]); or, ShareGPT/OpenAI style, a conversation ending with a user
   turn plus `chosen` / `rejected` messages from the assistant side.
+- `kto`: an `alpaca` record or a `sharegpt` / `openai` conversation (ending with the answer) plus
+  `kto_tag` (or `label`): JSON true when the answer is desirable, false when it is not. Only the
+  JSON boolean counts: LLaMA-Factory reads any other value as no tag and trains the record as
+  plain SFT, so a CSV file (strings only) cannot hold KTO data.
 - `text`: `text` (non-empty string) per record, or every line of a `.txt` file (pre-training).
 
 Every message content, prompt and answer must be a non-empty string; `images` lists ids of
@@ -46,12 +50,13 @@ import math
 import random
 import re
 from collections.abc import Callable, Generator, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
 FILE_FORMATS = ("json", "jsonl", "csv", "txt")
-DETECTED_FORMATS = ("alpaca", "sharegpt", "openai", "preference", "text", "unknown")
+DETECTED_FORMATS = ("alpaca", "sharegpt", "openai", "preference", "kto", "text", "unknown")
+KTO_TAG_KEYS = ("kto_tag", "label")  # `label`: LLaMA-Factory's own kto_en_demo
 ERRORS_KEPT = 100
 MAX_RECORD_BYTES = 16 * 1024 * 1024
 READ_CHUNK = 1024 * 1024
@@ -451,6 +456,7 @@ class Layout:
     messages: str | None = None
     tags: Tags | None = None
     optional: set[str] = field(default_factory=set)
+    kto_tag: str | None = None  # the key of the desirable / undesirable flag (kto)
 
 
 @dataclass(frozen=True)
@@ -459,6 +465,7 @@ class _Checked:
     response_chars: int
     rejected_chars: int | None
     optional: tuple[str, ...]
+    label: bool | None = None  # kto: the answer is desirable
 
 
 _KIND_NAMES: dict[type, str] = {
@@ -658,18 +665,35 @@ def _check_preference(record: Mapping[str, Any], layout: Layout) -> _Checked:
     )
 
 
+def _check_kto(record: Mapping[str, Any], layout: Layout) -> _Checked:
+    checked = _check_messages(record, layout) if layout.messages else _check_alpaca(record, layout)
+    key = layout.kto_tag
+    assert key is not None
+    if key not in record:
+        raise _Invalid(f"'{key}' is missing (true: a desirable answer, false: an undesirable one)")
+    tag = record[key]
+    if not isinstance(tag, bool):
+        hint = " (without quotes; CSV has no booleans: write KTO data as JSON or JSON Lines)"
+        raise _Invalid(
+            f"'{key}' must be the JSON boolean true or false, not {_short(tag)}"
+            + (hint if isinstance(tag, str) else "")
+        )
+    return replace(checked, label=tag)
+
+
 _CHECKS: dict[str, Callable[[Mapping[str, Any], Layout], _Checked]] = {
     "alpaca": _check_alpaca,
     "sharegpt": _check_messages,
     "openai": _check_messages,
     "preference": _check_preference,
+    "kto": _check_kto,
     "text": _check_text,
 }
 
 _UNRECOGNISED = (
     "No known format: expected alpaca (instruction, output), sharegpt (conversations of "
-    "from/value), openai (messages of role/content), preference (prompt, chosen, rejected) "
-    "or text fields"
+    "from/value), openai (messages of role/content), preference (prompt, chosen, rejected), "
+    "kto (one of those with a true/false kto_tag) or text fields"
 )
 
 
@@ -682,6 +706,16 @@ def _message_style(messages: Any) -> Tags | None:
     return None
 
 
+def _kto_key(record: Mapping[str, Any]) -> str | None:
+    """The key of a record's KTO flag: `kto_tag` whatever its value (a wrong one is reported),
+    `label` only when it is a boolean (elsewhere it is just a column)."""
+    if "kto_tag" in record:
+        return "kto_tag"
+    if isinstance(record.get("label"), bool):
+        return "label"
+    return None
+
+
 def detect(value: Any) -> tuple[str, Layout] | None:
     """The format a record looks like (by its keys, before any rule is checked) and where its
     parts are; None when it looks like none."""
@@ -689,6 +723,12 @@ def detect(value: Any) -> tuple[str, Layout] | None:
         return None
     key = "conversations" if "conversations" in value else "messages"
     tags = _message_style(value.get(key))
+    kto = _kto_key(value)
+    if kto is not None and not ("chosen" in value and "rejected" in value):
+        if tags is not None:
+            return "kto", Layout(messages=key, tags=tags, kto_tag=kto)
+        if "instruction" in value or "output" in value:
+            return "kto", Layout(prompt="instruction", kto_tag=kto)
     if "chosen" in value and "rejected" in value:
         if tags is not None:
             return "preference", Layout(messages=key, tags=tags)
@@ -791,6 +831,7 @@ class Validator:
         self.prompt = _Lengths(1)
         self.response = _Lengths(2)
         self.rejected = _Lengths(3)
+        self.labels = {True: 0, False: 0}  # kto: valid records by flag
 
     def _error(self, line: int, message: str) -> None:
         self.error_count += 1
@@ -859,6 +900,8 @@ class Validator:
             self.response.add(checked.response_chars)
         if checked.rejected_chars is not None:
             self.rejected.add(checked.rejected_chars)
+        if checked.label is not None:
+            self.labels[checked.label] += 1
 
     def result(self) -> ValidationResult:
         """The findings so far."""
@@ -869,6 +912,11 @@ class Validator:
         }
         if self.rejected.count:
             stats["rejected"] = self.rejected.summary()
+        if self.detected == "kto":
+            stats["labels"] = {
+                "desirable": self.labels[True],
+                "undesirable": self.labels[False],
+            }
         detected = self.detected or "unknown"
         ready = self.rows > 0 and self.error_count == 0 and detected != "unknown"
         return ValidationResult(
@@ -913,17 +961,17 @@ def llamafactory_spec(detected: str, layout: Layout) -> dict[str, Any]:
     optional = layout.optional
     columns: dict[str, str] = {}
     spec: dict[str, Any] = {}
-    if detected in ("alpaca", "text") or (detected == "preference" and layout.prompt):
+    if detected in ("alpaca", "text") or (detected in ("preference", "kto") and layout.prompt):
         assert layout.prompt is not None
         spec["formatting"] = "alpaca"
         columns["prompt"] = layout.prompt
         if "input" in optional:
             columns["query"] = "input"
-        if detected == "alpaca":
+        if detected in ("alpaca", "kto"):
             columns["response"] = "output"
         if "history" in optional:
             columns["history"] = "history"
-    elif detected in ("sharegpt", "openai", "preference"):
+    elif detected in ("sharegpt", "openai", "preference", "kto"):
         assert layout.messages is not None and layout.tags is not None
         spec["formatting"] = "sharegpt"
         columns["messages"] = layout.messages
@@ -935,6 +983,9 @@ def llamafactory_spec(detected: str, layout: Layout) -> dict[str, Any]:
         spec["ranking"] = True
         columns["chosen"] = "chosen"
         columns["rejected"] = "rejected"
+    if detected == "kto":
+        assert layout.kto_tag is not None
+        columns["kto_tag"] = layout.kto_tag
     for name in ("system", "images"):
         if name in optional:
             columns[name] = name

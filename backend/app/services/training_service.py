@@ -93,6 +93,7 @@ DATASET_KIND = {
     "sharegpt": "sft",
     "openai": "sft",
     "preference": "preference",
+    "kto": "kto",
     "text": "text",
 }
 

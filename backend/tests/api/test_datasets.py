@@ -903,3 +903,27 @@ def test_files_of_a_deleted_owner_are_removed(
     assert row_count(db) == 1
     assert [name.split("/")[1] for name in stored_files()] == ["hers.jsonl"]
     assert not (datasets_root() / str(mine["id"])).exists()
+
+
+def test_a_kto_dataset_is_stored_counted_and_found_by_format(
+    client: TestClient, user_headers: dict[str, str]
+) -> None:
+    rows = [{**row, "kto_tag": n != 1} for n, row in enumerate(ALPACA_ROWS)]
+    body = created(upload(client, user_headers, as_jsonl(rows), "kto.jsonl"))
+    assert (body["detected_format"], body["status"]) == ("kto", "ready")
+    detail = client.get(f"{BASE}/{body['id']}", headers=user_headers).json()
+    assert detail["stats"]["labels"] == {
+        "desirable": len(ALPACA_ROWS) - 1,
+        "undesirable": 1,
+    }
+    assert detail["llamafactory"]["columns"]["kto_tag"] == "kto_tag"
+    created(upload(client, user_headers))
+    found = client.get(f"{BASE}/?detected_format=kto", headers=user_headers).json()
+    assert [item["id"] for item in found["items"]] == [body["id"]]
+    # A flag that is not a JSON boolean would be trained as plain SFT: the file is invalid.
+    quoted = [{**row, "kto_tag": "true"} for row in ALPACA_ROWS]
+    refused = created(upload(client, user_headers, as_jsonl(quoted), "q.jsonl"))
+    assert (refused["detected_format"], refused["status"]) == ("kto", "invalid")
+    plain = client.get(f"{BASE}/{refused['id']}", headers=user_headers).json()
+    assert plain["stats"]["labels"] == {"desirable": 0, "undesirable": 0}
+    assert plain["llamafactory"] is None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import time
 import zipfile
@@ -20,7 +21,7 @@ from fastapi.testclient import TestClient
 from app.config import settings
 from app.engines.process import group_exists
 from app.schemas.swanlab import SwanlabConfigUpdate
-from app.services import swanlab_service
+from app.services import swanlab_service, training_service
 from tests.engine_fixtures import engine_bin, group_members, proc_file, tiny_model
 
 __all__ = ["engine_bin", "tiny_model"]
@@ -41,17 +42,25 @@ def use_engine(engine_bin: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(settings, "TRAIN_ENGINE_BIN", engine_bin)
 
 
-def upload_alpaca(client: TestClient, headers: dict[str, str]) -> int:
-    body = "\n".join(json.dumps(row) for row in ALPACA).encode()
+def upload_rows(
+    client: TestClient, headers: dict[str, str], rows: list[dict[str, Any]], name: str
+) -> dict[str, Any]:
+    """Upload `rows` as a JSON Lines dataset called `name`; it must come out ready."""
+    body = "\n".join(json.dumps(row) for row in rows).encode()
     response = client.post(
         "/api/training/datasets/upload",
         files={"file": ("tiny.jsonl", body, "application/octet-stream")},
-        data={"name": "tiny alpaca"},
+        data={"name": name},
         headers=headers,
     )
     assert response.status_code == 201, response.text
     assert response.json()["status"] == "ready"
-    return int(response.json()["id"])
+    dataset: dict[str, Any] = response.json()
+    return dataset
+
+
+def upload_alpaca(client: TestClient, headers: dict[str, str]) -> int:
+    return int(upload_rows(client, headers, ALPACA, "tiny alpaca")["id"])
 
 
 def job_body(model: Path, dataset_id: int, **overrides: Any) -> dict[str, Any]:
@@ -321,3 +330,60 @@ def test_a_run_that_fails_reports_its_exit_code_and_log_tail(
     assert job["exit_code"] not in (None, 0)
     assert job["reason"].startswith(f"exit code {job['exit_code']}\n")
     assert job["resumable"] is False
+
+
+KTO = [
+    {
+        "messages": [
+            {"role": "user", "content": f"What is {i} plus {i}?"},
+            {"role": "assistant", "content": str(2 * i) if i % 2 == 0 else "I do not know."},
+        ],
+        "kto_tag": i % 2 == 0,
+    }
+    for i in range(16)
+]
+
+
+def test_a_kto_job_trains_on_an_uploaded_kto_dataset(
+    client: TestClient, user_headers: dict[str, str], tiny_model: Path
+) -> None:
+    dataset = upload_rows(client, user_headers, KTO, "tiny kto")
+    assert dataset["detected_format"] == "kto"
+    detail = client.get(f"/api/training/datasets/{dataset['id']}", headers=user_headers).json()
+    assert detail["stats"]["labels"] == {"desirable": 8, "undesirable": 8}
+    assert detail["llamafactory"]["columns"]["kto_tag"] == "kto_tag"
+
+    # Other stages refuse it, naming what they need.
+    for stage in ("sft", "dpo"):
+        refused = client.post(
+            "/api/training",
+            json=job_body(tiny_model, dataset["id"], stage=stage),
+            headers=user_headers,
+        )
+        assert refused.status_code == 422, refused.text
+        assert "is a kto dataset" in refused.text
+
+    created = client.post(
+        "/api/training",
+        json=job_body(tiny_model, dataset["id"], stage="kto", max_steps=4, start=True),
+        headers=user_headers,
+    )
+    assert created.status_code == 201, created.text
+    job_id = created.json()["id"]
+    job = wait_for(client, user_headers, job_id, finished)
+    assert job["status"] == "succeeded", job["reason"]
+    assert job["stage"] == "kto" and job["progress"]["step"] == 4
+
+    # The engine read the flags: the dataset_info entry names the column, and the KTO trainer
+    # scored desirable and undesirable answers apart.
+    layout = training_service.layout_of(job_id)
+    info = json.loads((layout.data_dir / "dataset_info.json").read_text())
+    (entry,) = info.values()
+    assert entry["columns"]["kto_tag"] == "kto_tag"
+    state = json.loads((layout.output_dir / "trainer_state.json").read_text())
+    # (A batch of 2 may hold only one kind, so each kind is looked for across the 4 steps.)
+    for kind in ("chosen", "rejected"):
+        logged = [r[f"logps/{kind}"] for r in state["log_history"] if f"logps/{kind}" in r]
+        assert logged and all(math.isfinite(value) for value in logged), kind
+    metrics = client.get(f"/api/training/{job_id}/metrics", headers=user_headers).json()
+    assert [p["step"] for p in metrics["points"]] == [1, 2, 3, 4]

@@ -15,6 +15,14 @@ from app.services import dataset_formats as formats
 from app.services.dataset_formats import ValidationResult, dataset_info_entry, validate_file
 
 IMAGE_ID = "0123456789abcdef0123456789abcdef"
+# The dataset_info tags of OpenAI-style messages (LLaMA-Factory's defaults are ShareGPT's).
+OPENAI_INFO_TAGS = {
+    "role_tag": "role",
+    "content_tag": "content",
+    "user_tag": "user",
+    "assistant_tag": "assistant",
+    "system_tag": "system",
+}
 
 
 def write(tmp_path: Path, name: str, content: str | bytes) -> Path:
@@ -229,13 +237,7 @@ def test_openai_messages(tmp_path: Path) -> None:
     assert ready.llamafactory == {
         "formatting": "sharegpt",
         "columns": {"messages": "messages"},
-        "tags": {
-            "role_tag": "role",
-            "content_tag": "content",
-            "user_tag": "user",
-            "assistant_tag": "assistant",
-            "system_tag": "system",
-        },
+        "tags": OPENAI_INFO_TAGS,
     }
 
 
@@ -331,6 +333,95 @@ def test_preference_sharegpt_style(tmp_path: Path) -> None:
         "ranking": True,
         "columns": {"messages": "conversations", "chosen": "chosen", "rejected": "rejected"},
     }
+
+
+# --------------------------------------------------------------------------------- kto
+
+
+def test_kto_conversations_with_a_kto_tag(tmp_path: Path) -> None:
+    rows = [
+        {**openai(("user", "2+2?"), ("assistant", "4")), "kto_tag": True},
+        {**openai(("system", "s"), ("user", "2+2?"), ("assistant", "5")), "kto_tag": False},
+        {**openai(("user", "hi"), ("assistant", "hello")), "kto_tag": True},
+    ]
+    result = check(jsonl(tmp_path, rows))
+    assert (result.status, result.detected_format, result.valid_rows) == ("ready", "kto", 3)
+    assert result.stats["labels"] == {"desirable": 2, "undesirable": 1}
+    assert result.stats["response"]["max"] == 5
+    assert result.llamafactory == {
+        "formatting": "sharegpt",
+        "columns": {"messages": "messages", "kto_tag": "kto_tag"},
+        "tags": OPENAI_INFO_TAGS,
+    }
+
+
+def test_kto_alpaca_and_llamafactorys_label_key(tmp_path: Path) -> None:
+    # LLaMA-Factory's kto_en_demo names the flag `label`; alpaca records work as well.
+    rows = [alpaca(1, label=True), alpaca(2, label=False, system="s")]
+    result = check(jsonl(tmp_path, rows))
+    assert (result.status, result.detected_format) == ("ready", "kto")
+    assert result.stats["labels"] == {"desirable": 1, "undesirable": 1}
+    assert result.llamafactory == {
+        "formatting": "alpaca",
+        "columns": {
+            "prompt": "instruction",
+            "query": "input",
+            "response": "output",
+            "system": "system",
+            "kto_tag": "label",
+        },
+    }
+    sharegpt_rows = [sharegpt(("human", "q"), ("gpt", "a"), label=False)]
+    assert check(jsonl(tmp_path, sharegpt_rows, "s.jsonl")).llamafactory == {
+        "formatting": "sharegpt",
+        "columns": {"messages": "conversations", "kto_tag": "label"},
+    }
+
+
+def test_kto_flags_must_be_json_booleans(tmp_path: Path) -> None:
+    # LLaMA-Factory trains a record whose flag is not a boolean as plain SFT, silently.
+    rows = [
+        alpaca(1, kto_tag=True),
+        alpaca(2, kto_tag="true"),
+        alpaca(3, kto_tag=1),
+        alpaca(4),
+        {"instruction": "q", "kto_tag": False},
+    ]
+    result = check(jsonl(tmp_path, rows))
+    assert (result.status, result.detected_format, result.valid_rows) == ("invalid", "kto", 1)
+    assert errors(result) == [
+        (
+            2,
+            "'kto_tag' must be the JSON boolean true or false, not 'true' (without quotes; CSV "
+            "has no booleans: write KTO data as JSON or JSON Lines)",
+        ),
+        (3, "'kto_tag' must be the JSON boolean true or false, not 1"),
+        (4, "'kto_tag' is missing (true: a desirable answer, false: an undesirable one)"),
+        (5, "'output' is missing"),
+    ]
+    assert result.stats["labels"] == {"desirable": 1, "undesirable": 0}
+    # A conversation must end with the answer the flag judges.
+    asked = [{**openai(("user", "q"), ("assistant", "a")), "kto_tag": True}]
+    asked.append({**openai(("user", "q")), "kto_tag": False})
+    result = check(jsonl(tmp_path, asked, "c.jsonl"))
+    assert errors(result) == [(2, "'messages' must end with an answer from 'assistant'")]
+    csv_file = write(tmp_path, "k.csv", "instruction,output,kto_tag\nq,a,true\n")
+    from_csv = check(csv_file)
+    assert (from_csv.status, from_csv.detected_format) == ("invalid", "kto")
+    assert "CSV has no booleans" in from_csv.errors[0]["message"]
+
+
+def test_kto_detection() -> None:
+    found = formats.detect({**openai(("user", "q"), ("assistant", "a")), "kto_tag": None})
+    assert found is not None and found[0] == "kto" and found[1].kto_tag == "kto_tag"
+    # `label` is a KTO flag only as a boolean; elsewhere it is an ordinary column.
+    found = formats.detect(alpaca(label="positive"))
+    assert found is not None and found[0] == "alpaca" and found[1].kto_tag is None
+    # A preference record keeps its pairs; a flag does not make text KTO.
+    found = formats.detect({"prompt": "q", "chosen": "a", "rejected": "b", "kto_tag": True})
+    assert found is not None and found[0] == "preference"
+    found = formats.detect({"text": "doc", "kto_tag": True})
+    assert found is not None and found[0] == "text"
 
 
 # -------------------------------------------------------------------------------- text
@@ -695,13 +786,7 @@ def test_dataset_info_entries_match_llamafactory_documentation(tmp_path: Path) -
         "file_name": "data.jsonl",
         "formatting": "sharegpt",
         "columns": {"messages": "messages"},
-        "tags": {
-            "role_tag": "role",
-            "content_tag": "content",
-            "user_tag": "user",
-            "assistant_tag": "assistant",
-            "system_tag": "system",
-        },
+        "tags": OPENAI_INFO_TAGS,
     }
     # The model-test DPO export (model_test_service): prompt/chosen/rejected + system + images.
     dpo = {"prompt": "<image>q", "chosen": "a", "rejected": "b", "system": "", "images": [IMAGE_ID]}

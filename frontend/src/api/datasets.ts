@@ -11,7 +11,13 @@ import { api, type FormErrorTarget } from '@/utils/api'
 
 export type DatasetScope = 'all' | 'mine' | 'shared'
 export type FileFormat = 'json' | 'jsonl' | 'csv' | 'txt'
-export type DetectedFormat = 'alpaca' | 'sharegpt' | 'openai' | 'preference' | 'text' | 'unknown'
+/**
+ * What the server recognised in a file. `kto`: instruction/answer records or conversations
+ * ending with an assistant answer, each with a boolean `kto_tag` (or `label`) saying whether
+ * the answer is desirable.
+ */
+export type DetectedFormat =
+  'alpaca' | 'sharegpt' | 'openai' | 'preference' | 'kto' | 'text' | 'unknown'
 export type DatasetStatus = 'ready' | 'invalid'
 export type DatasetSource = 'upload' | 'chat' | 'tests'
 
@@ -21,6 +27,7 @@ export const DETECTED_FORMATS: readonly DetectedFormat[] = [
   'sharegpt',
   'openai',
   'preference',
+  'kto',
   'text',
   'unknown',
 ]
@@ -74,11 +81,19 @@ export interface LengthStats {
   p95: number
 }
 
+/** How many valid records of a KTO dataset have `kto_tag` true (desirable) or false. */
+export interface KtoLabels {
+  desirable: number
+  undesirable: number
+}
+
 export interface DatasetStats {
   prompt: LengthStats | null
   response: LengthStats | null
   rejected: LengthStats | null
   total_chars: number
+  /** Only for `kto` datasets; null or absent otherwise. */
+  labels?: KtoLabels | null
 }
 
 export interface DatasetDetail extends Dataset {

@@ -4,6 +4,7 @@ import { createPinia, setActivePinia } from 'pinia'
 import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest'
 import { defineComponent, h, ref } from 'vue'
 
+import type { Dataset } from '@/api/datasets'
 import type { EngineInfo, TrainingJobCreate } from '@/api/training'
 import { i18n, loadPageMessages } from '@/locales'
 import { api } from '@/utils/api'
@@ -37,6 +38,7 @@ const ENGINE: EngineInfo = {
 }
 
 let requests: SeenRequest[] = []
+let listed: Dataset[] = []
 let createAnswer: (config: InternalAxiosRequestConfig) => ReturnType<typeof reply>
 
 beforeAll(async () => {
@@ -47,12 +49,13 @@ beforeEach(() => {
   setActivePinia(createPinia())
   const scripted = scriptedAdapter((config) => {
     if (config.url === '/training/datasets/') {
-      return reply(config, 200, { items: [makeDataset()], total: 1, page: 1, size: 100 })
+      return reply(config, 200, { items: listed, total: listed.length, page: 1, size: 100 })
     }
     if (config.method === 'post' && config.url === '/training') return createAnswer(config)
     return reply(config, 404, { detail: 'not here', code: 'not_found' })
   })
   requests = scripted.requests
+  listed = [makeDataset()]
   api.defaults.adapter = scripted.adapter
   createAnswer = (config) => reply(config, 201, makeJobDetail({ status: 'queued' }))
 })
@@ -198,6 +201,44 @@ describe('the create dialog', () => {
     expect(messageError).toHaveBeenCalledWith(
       expect.objectContaining({ message: i18n.global.t('errors.invalid_training_spec') }),
     )
+  })
+
+  it('checks the chosen datasets again when the stage changes, for every stage', async () => {
+    wrapper = (await mountDialog()).wrapper
+    const message = (stage: string) =>
+      i18n.global.t(`training.form.rules.stageDatasets.${stage}`, { names: 'alpaca-mini' })
+
+    for (const stage of ['kto', 'pt', 'dpo'] as const) {
+      byId(`job-stage-${stage}`).querySelector('input')!.click()
+      await settle()
+      await vi.waitFor(() => expect(itemError('job-datasets')).toBe(message(stage)))
+    }
+    byId('job-stage-sft').querySelector('input')!.click()
+    await settle()
+    await vi.waitFor(() => expect(itemError('job-datasets')).toBe(''))
+
+    byId('job-stage-kto').querySelector('input')!.click()
+    await submit()
+    expect(requests.filter((r) => r.method === 'POST')).toHaveLength(0)
+  })
+
+  it('marks and sorts last the datasets the chosen stage cannot use', async () => {
+    listed = [makeDataset(), makeDataset({ id: 4, name: 'tagged', detected_format: 'kto' })]
+    wrapper = (await mountDialog()).wrapper
+    byId('job-stage-kto').querySelector('input')!.click()
+    await settle()
+    byId('job-datasets').click()
+    await settle()
+    const option = await vi.waitFor(() => byId('job-dataset-option-3'))
+    expect(option.dataset.unsuitable).toBe('true')
+    expect(option.textContent).toContain(i18n.global.t('training.form.datasetUnsuitable'))
+    const fitting = byId('job-dataset-option-4')
+    expect(fitting.dataset.unsuitable).toBeUndefined()
+    expect(fitting.textContent).not.toContain(i18n.global.t('training.form.datasetUnsuitable'))
+    const order = [...document.querySelectorAll('[data-testid^="job-dataset-option-"]')].map(
+      (item) => item.getAttribute('data-testid'),
+    )
+    expect(order).toEqual(['job-dataset-option-4', 'job-dataset-option-3'])
   })
 
   it('does not send a form that breaks the client-side rules', async () => {

@@ -1,5 +1,5 @@
 /** Training jobs and datasets as the API returns them, for the training page's specs. */
-import type { Dataset } from '@/api/datasets'
+import type { Dataset, DatasetDetail } from '@/api/datasets'
 import type { MetricPoint, TrainingJob, TrainingJobDetail } from '@/api/training'
 
 export function makeTrainingJob(overrides: Partial<TrainingJob> = {}): TrainingJob {
@@ -71,6 +71,18 @@ export function makeDataset(overrides: Partial<Dataset> = {}): Dataset {
     source: 'upload',
     created_at: '2025-01-01T00:00:00Z',
     updated_at: '2025-01-01T00:00:00Z',
+    ...overrides,
+  }
+}
+
+/** A validation report: a clean dataset with length statistics unless overridden. */
+export function makeDatasetDetail(overrides: Partial<DatasetDetail> = {}): DatasetDetail {
+  const lengths = { min: 5, max: 40, mean: 20, p50: 18, p95: 38 }
+  return {
+    ...makeDataset(overrides),
+    errors: [],
+    stats: { prompt: lengths, response: lengths, rejected: null, total_chars: 400, labels: null },
+    llamafactory: null,
     ...overrides,
   }
 }

@@ -8,10 +8,12 @@ import {
   formFromJob,
   gpuAvailable,
   jobActions,
+  datasetSuitsStage,
   jobFieldErrors,
-  preferenceProblem,
+  jobFormRules,
   PRESETS,
   progressPercent,
+  stageDatasetProblem,
   toCreateBody,
   type JobForm,
   type PresetKey,
@@ -247,15 +249,83 @@ describe('422 field errors', () => {
 })
 
 describe('job form helpers', () => {
-  it('flags non-preference datasets for DPO only', () => {
-    const sets = new Map([
-      [1, makeDataset({ id: 1, name: 'pairs', detected_format: 'preference' })],
-      [2, makeDataset({ id: 2, name: 'chat', detected_format: 'sharegpt' })],
-    ])
+  describe('the stage / dataset rule', () => {
+    const sets = new Map(
+      [
+        makeDataset({ id: 1, name: 'instructions', detected_format: 'alpaca' }),
+        makeDataset({ id: 2, name: 'chat', detected_format: 'sharegpt' }),
+        makeDataset({ id: 3, name: 'messages', detected_format: 'openai' }),
+        makeDataset({ id: 4, name: 'corpus', detected_format: 'text' }),
+        makeDataset({ id: 5, name: 'pairs', detected_format: 'preference' }),
+        makeDataset({ id: 6, name: 'tagged', detected_format: 'kto' }),
+        // a dataset the create dialog knows only by name (copied from a job)
+        makeDataset({ id: 7, name: 'copied', detected_format: 'unknown' }),
+      ].map((dataset) => [dataset.id, dataset]),
+    )
     const lookup = (id: number) => sets.get(id)
-    expect(preferenceProblem('dpo', [1, 2, 99], lookup)).toBe('chat')
-    expect(preferenceProblem('dpo', [1], lookup)).toBe('')
-    expect(preferenceProblem('sft', [2], lookup)).toBe('')
+    const all = [1, 2, 3, 4, 5, 6]
+
+    it('SFT takes instructions and conversations only', () => {
+      expect(stageDatasetProblem('sft', [1, 2, 3], lookup)).toBe('')
+      expect(stageDatasetProblem('sft', all, lookup)).toBe('corpus, pairs, tagged')
+    })
+
+    it('pre-training takes plain text only', () => {
+      expect(stageDatasetProblem('pt', [4], lookup)).toBe('')
+      expect(stageDatasetProblem('pt', all, lookup)).toBe(
+        'instructions, chat, messages, pairs, tagged',
+      )
+    })
+
+    it('DPO takes preference pairs only', () => {
+      expect(stageDatasetProblem('dpo', [5], lookup)).toBe('')
+      expect(stageDatasetProblem('dpo', all, lookup)).toBe(
+        'instructions, chat, messages, corpus, tagged',
+      )
+    })
+
+    it('KTO takes kto_tag datasets only', () => {
+      expect(stageDatasetProblem('kto', [6], lookup)).toBe('')
+      expect(stageDatasetProblem('kto', all, lookup)).toBe(
+        'instructions, chat, messages, corpus, pairs',
+      )
+    })
+
+    it('leaves datasets of no known format, or not known at all, to the server', () => {
+      for (const stage of ['sft', 'pt', 'dpo', 'kto'] as const) {
+        expect(stageDatasetProblem(stage, [7, 99], lookup)).toBe('')
+        expect(datasetSuitsStage(stage, 'unknown')).toBe(true)
+      }
+      expect(stageDatasetProblem('kto', [7, 1, 99], lookup)).toBe('instructions')
+    })
+
+    it('fails the datasets field with the stage’s own message', async () => {
+      const messages: Record<string, string> = {}
+      const t = (key: string, named?: Record<string, unknown>) => {
+        messages[key] = String(named?.names ?? '')
+        return key
+      }
+      const validate = (form: JobForm): Promise<string | undefined> => {
+        const rule = jobFormRules(t, form, lookup).dataset_ids?.find((r) => r.validator)
+        return new Promise((resolve) => {
+          void rule?.validator?.(
+            rule,
+            form.dataset_ids,
+            (error?: string | Error) => resolve(error instanceof Error ? error.message : error),
+            {},
+            {},
+          )
+        })
+      }
+      expect(await validate(filled({ stage: 'kto', dataset_ids: [6, 5] }))).toBe(
+        'training.form.rules.stageDatasets.kto',
+      )
+      expect(messages['training.form.rules.stageDatasets.kto']).toBe('pairs')
+      expect(await validate(filled({ stage: 'pt', dataset_ids: [1] }))).toBe(
+        'training.form.rules.stageDatasets.pt',
+      )
+      expect(await validate(filled({ stage: 'sft', dataset_ids: [1, 7] }))).toBeUndefined()
+    })
   })
 
   it('copies a job into a new form: its settings, datasets and a new name', () => {

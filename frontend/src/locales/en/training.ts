@@ -60,6 +60,7 @@ const en: typeof m = {
       sharegpt: 'ShareGPT',
       openai: 'OpenAI messages',
       preference: 'Preference',
+      kto: 'KTO',
       text: 'Plain text',
       unknown: 'Unknown',
     },
@@ -80,7 +81,7 @@ const en: typeof m = {
       title: 'Upload a dataset',
       drop: 'Drop a file here, or click to choose one',
       replace: 'click or drop to replace',
-      tip: 'UTF-8 .json, .jsonl, .csv or .txt (Alpaca, ShareGPT, OpenAI messages, preference pairs or plain text)',
+      tip: 'UTF-8 .json, .jsonl, .csv or .txt (Alpaca, ShareGPT, OpenAI messages, preference pairs, KTO records with a true/false kto_tag, or plain text)',
       nameHint: 'Empty: the file name',
       badType: 'Only .json, .jsonl, .csv and .txt files can be uploaded',
       emptyFile: 'The file is empty',
@@ -106,6 +107,9 @@ const en: typeof m = {
       parts: { prompt: 'Prompt', response: 'Response', rejected: 'Rejected' },
       stat: { min: 'Min', p50: 'Median', mean: 'Mean', p95: 'P95', max: 'Max' },
       totalChars: '{n} characters in all',
+      labels: 'KTO labels: {desirable} desirable, {undesirable} undesirable',
+      oneLabel:
+        'Only one kind of label: KTO learns from the contrast between desirable and undesirable answers',
     },
     detail: {
       title: 'Dataset',
@@ -164,6 +168,7 @@ const en: typeof m = {
     created: 'Created job "{name}"',
     createdStarted: 'Created job "{name}" and queued it',
     noDatasets: 'No ready datasets: upload one on the Datasets tab first',
+    datasetUnsuitable: 'not for this stage',
     duration: { epochs: 'Epochs', steps: 'Steps' },
     swanlab: { server: 'Server default', on: 'On', off: 'Off' },
     fields: {
@@ -221,7 +226,12 @@ const en: typeof m = {
       nameMax: 'At most {n} characters',
       datasets: 'Choose at least one dataset',
       datasetsMax: 'Choose at most {n} datasets',
-      preference: 'DPO needs preference datasets; these are not: {names}',
+      stageDatasets: {
+        sft: 'SFT needs instruction or conversation datasets (Alpaca, ShareGPT or OpenAI messages); these are not: {names}',
+        pt: 'Pre-training needs plain-text datasets; these are not: {names}',
+        dpo: 'DPO needs preference datasets (chosen / rejected pairs); these are not: {names}',
+        kto: 'KTO needs KTO datasets (answers with a true/false kto_tag); these are not: {names}',
+      },
       baseModel: 'Enter a base model path or hub id',
       learningRate: 'The learning rate must be above 0 and below 1',
     },

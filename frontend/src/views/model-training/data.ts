@@ -380,9 +380,11 @@ export function jobFormRules(
       {
         trigger: 'change',
         validator: (_rule, value: number[], callback) => {
-          const wrong = preferenceProblem(form.stage, value ?? [], lookup)
+          const wrong = stageDatasetProblem(form.stage, value ?? [], lookup)
           callback(
-            wrong ? new Error(t('training.form.rules.preference', { names: wrong })) : undefined,
+            wrong
+              ? new Error(t(`training.form.rules.stageDatasets.${form.stage}`, { names: wrong }))
+              : undefined,
           )
         },
       },
@@ -409,22 +411,42 @@ export function jobFormRules(
   }
 }
 
-const PREFERENCE_STAGES: readonly Stage[] = ['dpo']
-const PREFERENCE_FORMATS: readonly DetectedFormat[] = ['preference']
+/**
+ * The detected formats each stage trains on, as the server checks them (engines/llamafactory
+ * STAGE_DATASET_KIND): instructions or conversations for SFT, plain text for pre-training,
+ * chosen / rejected pairs for DPO, answers with a true/false kto_tag for KTO.
+ */
+export const STAGE_DATASET_FORMATS: Record<Stage, readonly DetectedFormat[]> = {
+  sft: ['alpaca', 'sharegpt', 'openai'],
+  pt: ['text'],
+  dpo: ['preference'],
+  kto: ['kto'],
+}
 
-/** Names of the chosen datasets a DPO run cannot train on (not preference pairs); '' if none. */
-export function preferenceProblem(
+/**
+ * Whether a run of `stage` can train on a dataset of `format`. A format not known here yet
+ * (`unknown`: a dataset the dialog has only a name for) counts as suitable: the server decides.
+ */
+export function datasetSuitsStage(stage: Stage, format: DetectedFormat): boolean {
+  return format === 'unknown' || STAGE_DATASET_FORMATS[stage].includes(format)
+}
+
+/**
+ * Names of the chosen datasets a run of `stage` cannot train on; '' if none. Datasets the
+ * lookup does not know, or knows without a format, are left to the server.
+ */
+export function stageDatasetProblem(
   stage: Stage,
   ids: readonly number[],
   lookup: DatasetLookup,
 ): string {
-  if (!PREFERENCE_STAGES.includes(stage)) return ''
   return ids
     .map((id) => lookup(id))
     .filter(
-      (dataset) => dataset !== undefined && !PREFERENCE_FORMATS.includes(dataset.detected_format),
+      (dataset): dataset is NonNullable<typeof dataset> =>
+        dataset !== undefined && !datasetSuitsStage(stage, dataset.detected_format),
     )
-    .map((dataset) => dataset?.name ?? '')
+    .map((dataset) => dataset.name)
     .join(', ')
 }
 

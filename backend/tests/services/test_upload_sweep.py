@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -70,15 +72,17 @@ def test_a_file_that_cannot_be_removed_is_logged_and_skipped(
 
 def test_the_server_start_sweeps_both_upload_folders(app: FastAPI) -> None:
     age = uploads.STALE_TEMP_S + 60
+    datasets_dir().mkdir(parents=True, exist_ok=True)
+    # A folder of its own, like a stored dataset's (never one a real dataset of the run may own).
+    folder = Path(tempfile.mkdtemp(dir=datasets_dir(), prefix="sweep-"))
     stale = [_file(datasets_dir() / ".upload-crash1", age), _file(images_dir() / ".upload-c2", age)]
     live = _file(datasets_dir() / ".upload-live")
-    stored = _file(datasets_dir() / "99" / "train.jsonl", age)
+    stored = _file(folder / "train.jsonl", age)
     try:
         with TestClient(app) as client:
             assert client.get("/health").status_code == 200
         assert not any(path.exists() for path in stale)
         assert live.exists() and stored.exists()
     finally:
-        for path in (live, stored):
-            path.unlink(missing_ok=True)
-        stored.parent.rmdir()
+        live.unlink(missing_ok=True)
+        shutil.rmtree(folder)

@@ -56,7 +56,6 @@ from typing import Any, BinaryIO
 
 FILE_FORMATS = ("json", "jsonl", "csv", "txt")
 DETECTED_FORMATS = ("alpaca", "sharegpt", "openai", "preference", "kto", "text", "unknown")
-KTO_TAG_KEYS = ("kto_tag", "label")  # `label`: LLaMA-Factory's own kto_en_demo
 ERRORS_KEPT = 100
 MAX_RECORD_BYTES = 16 * 1024 * 1024
 READ_CHUNK = 1024 * 1024
